@@ -1,0 +1,95 @@
+"""ChatVLMLLM from a terminal: the same services the pages use.
+
+    python cli.py config check [FILE]
+    python cli.py cache stats|clear [--config FILE]
+
+Exit status 0 on success, 1 when the command failed (the message says why),
+2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+import yaml
+
+from models.config import LoadedConfig, load_config
+from utils.errors import AppError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except AppError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cli.py", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    _add_config_commands(commands)
+    _add_cache_commands(commands)
+    return parser
+
+
+def _profile_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", help="profile to use (default: $CHATVLM_CONFIG, else config.yaml)"
+    )
+
+
+def _add_config_commands(commands: argparse._SubParsersAction) -> None:
+    config = commands.add_parser("config", help="inspect profiles")
+    sub = config.add_subparsers(required=True, metavar="ACTION")
+    check = sub.add_parser("check", help="validate a profile and print it resolved")
+    check.add_argument("file", nargs="?", help="profile (default: the active one)")
+    check.set_defaults(handler=cmd_config_check)
+
+
+def _add_cache_commands(commands: argparse._SubParsersAction) -> None:
+    cache = commands.add_parser("cache", help="the result cache under cache/")
+    sub = cache.add_subparsers(required=True, metavar="ACTION")
+    stats = sub.add_parser("stats", help="entries, size, hits and misses")
+    _profile_option(stats)
+    stats.set_defaults(handler=cmd_cache_stats)
+    clear = sub.add_parser("clear", help="delete every cached entry")
+    _profile_option(clear)
+    clear.set_defaults(handler=cmd_cache_clear)
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    loaded = load_config(args.file)
+    chain = " <- ".join(str(p) for p in loaded.chain)
+    print(f"# profile: {chain}\n# sha256: {loaded.sha256}")
+    resolved = loaded.config.model_dump(mode="json")
+    print(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True), end="")
+    return 0
+
+
+def _open_cache(loaded: LoadedConfig):
+    from utils.services import open_cache
+
+    return open_cache(loaded.config)
+
+
+def cmd_cache_stats(args: argparse.Namespace) -> int:
+    stats = _open_cache(load_config(args.config)).stats()
+    print(json.dumps(stats.model_dump(mode="json"), indent=2))
+    return 0
+
+
+def cmd_cache_clear(args: argparse.Namespace) -> int:
+    removed = _open_cache(load_config(args.config)).clear()
+    print(f"removed {removed} cached entries")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""Typed configuration: the pydantic schema of the YAML profiles and ``load_config``.
+
+A profile may declare ``extends: other.yaml``; it is deep-merged over that file
+(mappings merge key by key, everything else replaces), so the model catalog is
+written once in ``config.yaml`` and the other profiles hold only overrides.
+Every error names the file, the key path, what was found and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from models.ocr_rapid import RapidOcrOptions
+from models.ocr_tesseract import TesseractOptions
+from utils.errors import ConfigError
+from utils.fields import TemplateSpec
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PROFILE = REPO_ROOT / "config.yaml"
+PROFILE_ENV_VAR = "CHATVLM_CONFIG"
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64)]
+Backend = Literal["transformers", "openai", "rapidocr", "tesseract"]
+OCR_ONLY_BACKENDS = {"rapidocr", "tesseract"}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UploadLimits(Strict):
+    max_file_mb: float = Field(50, gt=0, le=2048)
+    max_megapixels: float = Field(60, gt=0, le=1000)
+    max_pages: int = Field(200, ge=1, le=10_000)
+    pdf_dpi: int = Field(200, ge=50, le=600)
+    max_side: int = Field(2500, ge=0, description="longest side in px for processing; 0 = none")
+
+
+class AppSettings(Strict):
+    title: str = "ChatVLMLLM"
+    data_dir: Path = Path("results")
+    cache_dir: Path = Path("cache")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    upload: UploadLimits = UploadLimits()
+
+
+class Endpoint(Strict):
+    """An OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio)."""
+
+    base_url: Annotated[str, StringConstraints(pattern=r"^https?://")]
+    api_key_env: str | None = Field(None, description="name of the env var holding the key")
+    timeout_s: float = Field(120, gt=0)
+    max_retries: int = Field(2, ge=0, le=10)
+    concurrency: int = Field(4, ge=1, le=256)
+
+
+class ModelEntry(Strict):
+    """One catalog entry: a VLM (in-process or served) or a classical OCR engine."""
+
+    display_name: str
+    backend: Backend
+    task: Literal["chat", "ocr", "both"]
+    source: str | None = Field(None, description="Hugging Face id or local folder")
+    endpoint: str | None = Field(None, description="key in `endpoints` (openai backend)")
+    served_name: str | None = Field(None, description="model name on the server")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    device_map: str = "auto"
+    quantization: Literal["none", "8bit", "4bit"] = "none"
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = None
+    auto_class: Literal["AutoModelForImageTextToText", "AutoModelForCausalLM"] = (
+        "AutoModelForImageTextToText"
+    )
+    max_new_tokens: int = Field(1024, ge=1, le=32_768)
+    min_pixels: int | None = Field(None, ge=1)
+    max_pixels: int | None = Field(None, ge=1)
+    prompts: dict[str, str] = Field(default_factory=dict)
+    trust_remote_code: bool = False
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _backend_fields(self) -> ModelEntry:
+        if self.backend == "transformers" and not self.source:
+            raise ValueError("a transformers model needs `source` (Hugging Face id or folder)")
+        if self.backend == "openai" and not self.endpoint:
+            raise ValueError("an openai model needs `endpoint` (a key of `endpoints`)")
+        if self.backend in OCR_ONLY_BACKENDS and self.task != "ocr":
+            raise ValueError(f"a {self.backend} engine can only have task 'ocr'")
+        if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
+            raise ValueError("min_pixels is larger than max_pixels")
+        return self
+
+
+class OcrDefaults(Strict):
+    engine: Identifier = "rapidocr"
+    template: Identifier | None = None
+    output_format: Literal["text", "markdown", "json"] = "text"
+    auto_rotate: bool = False
+    deskew: bool = False
+    rapidocr: RapidOcrOptions = RapidOcrOptions()
+    tesseract: TesseractOptions = TesseractOptions()
+
+
+class BenchmarkDefaults(Strict):
+    dataset: str = "builtin"
+    limit: int | None = Field(None, ge=1)
+    bootstrap_resamples: int = Field(1000, ge=100, le=100_000)
+
+
+class CacheSettings(Strict):
+    max_mb: float = Field(512, ge=0)
+    ttl_hours: float | None = Field(None, gt=0)
+
+
+class AppConfig(Strict):
+    """The resolved profile (after ``extends`` merging)."""
+
+    app: AppSettings = AppSettings()
+    models: dict[Identifier, ModelEntry] = Field(default_factory=dict)
+    endpoints: dict[Identifier, Endpoint] = Field(default_factory=dict)
+    ocr: OcrDefaults = OcrDefaults()
+    templates: dict[Identifier, TemplateSpec] = Field(default_factory=dict)
+    benchmark: BenchmarkDefaults = BenchmarkDefaults()
+    cache: CacheSettings = CacheSettings()
+
+    @model_validator(mode="after")
+    def _references(self) -> AppConfig:
+        for key, entry in self.models.items():
+            if entry.endpoint and entry.endpoint not in self.endpoints:
+                raise ValueError(
+                    f"models.{key}.endpoint: '{entry.endpoint}' is not a key of `endpoints` "
+                    f"(known: {', '.join(sorted(self.endpoints)) or 'none'})"
+                )
+        engine = self.models.get(self.ocr.engine)
+        if engine is None or engine.task == "chat":
+            raise ValueError(f"ocr.engine: '{self.ocr.engine}' is not an OCR-capable model")
+        if self.ocr.template and self.ocr.template not in self.templates:
+            raise ValueError(f"ocr.template: '{self.ocr.template}' is not a key of `templates`")
+        return self
+
+    def path(self, folder: Path) -> Path:
+        """A data folder from the config, relative paths taken from the repository root."""
+        return folder if folder.is_absolute() else REPO_ROOT / folder
+
+    @property
+    def data_dir(self) -> Path:
+        return self.path(self.app.data_dir)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.path(self.app.cache_dir)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated profile plus where it came from."""
+
+    config: AppConfig
+    source: Path
+    chain: tuple[Path, ...]
+    sha256: str
+
+
+def active_profile_path(explicit: str | os.PathLike | None = None) -> Path:
+    """The profile to use: an explicit path, else ``$CHATVLM_CONFIG``, else config.yaml."""
+    chosen = explicit or os.environ.get(PROFILE_ENV_VAR) or DEFAULT_PROFILE
+    path = Path(chosen).expanduser()
+    return path if path.is_absolute() else (Path.cwd() / path).resolve()
+
+
+def load_config(path: str | os.PathLike | None = None) -> LoadedConfig:
+    """Read, merge and validate a profile. Raises ``ConfigError`` with a precise message."""
+    source = active_profile_path(path)
+    layers = _read_chain(source)
+    merged: dict[str, Any] = {}
+    for _, raw in reversed(layers):
+        merged = deep_merge(merged, raw)
+    try:
+        config = AppConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation_error(exc, layers), hint=_HINT) from None
+    digest = hashlib.sha256(config.model_dump_json().encode()).hexdigest()
+    return LoadedConfig(
+        config=config, source=source, chain=tuple(p for p, _ in layers), sha256=digest
+    )
+
+
+_HINT = "fix the file and restart; `python cli.py config check FILE` shows the resolved profile"
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Mappings merge key by key; lists and scalars in ``override`` replace."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_chain(source: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The profile and the files it extends, most specific first, without ``extends``."""
+    layers: list[tuple[Path, dict[str, Any]]] = []
+    current: Path | None = source
+    while current is not None:
+        if current in [p for p, _ in layers]:
+            cycle = " -> ".join(p.name for p, _ in layers) + f" -> {current.name}"
+            raise ConfigError(f"{source}: circular `extends`: {cycle}", hint=_HINT)
+        raw = _read_yaml_mapping(current)
+        parent = raw.pop("extends", None)
+        layers.append((current, raw))
+        current = _resolve_extends(current, parent) if parent is not None else None
+    return layers
+
+
+def _resolve_extends(child: Path, parent: Any) -> Path:
+    if not isinstance(parent, str) or not parent.strip():
+        raise ConfigError(
+            f"{child}: extends: found {parent!r}, expected a file name such as config.yaml",
+            hint=_HINT,
+        )
+    target = (child.parent / parent).resolve()
+    if not target.is_file():
+        raise ConfigError(f"{child}: extends: '{parent}' not found at {target}", hint=_HINT)
+    return target
+
+
+def _read_yaml_mapping(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: profile not found", hint=_HINT) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the profile ({exc})", hint=_HINT) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}", hint=_HINT) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: found a {type(data).__name__} at the top level, expected a mapping of "
+            "sections (app, models, endpoints, ocr, templates, benchmark, cache)",
+            hint=_HINT,
+        )
+    return data
+
+
+def _describe_validation_error(
+    exc: ValidationError, layers: list[tuple[Path, dict[str, Any]]]
+) -> str:
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(str(part) for part in error["loc"])
+        key = ".".join(loc) or "(top level)"
+        where = _file_defining(loc, layers)
+        found = _found(error)
+        problems.append(f"{where}: {key}: {error['msg']}{found}")
+    return "invalid profile:\n  " + "\n  ".join(problems)
+
+
+def _found(error: dict[str, Any]) -> str:
+    if error["type"] in {"missing"} or error["type"].endswith("_error") and not error["loc"]:
+        return ""
+    value = error.get("input")
+    if isinstance(value, dict | list):
+        return ""
+    return f" (found {value!r})"
+
+
+def _file_defining(loc: tuple[str, ...], layers: list[tuple[Path, dict[str, Any]]]) -> Path:
+    """The most specific file in the chain that sets the deepest existing part of ``loc``."""
+    for depth in range(len(loc), 0, -1):
+        for path, raw in layers:
+            if _has_path(raw, loc[:depth]):
+                return path
+    return layers[0][0]
+
+
+def _has_path(raw: Any, loc: tuple[str, ...]) -> bool:
+    node = raw
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True

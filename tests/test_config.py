@@ -1,0 +1,158 @@
+"""The shipped profiles validate; broken ones fail naming the file and the key."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from models.config import REPO_ROOT, deep_merge, load_config
+from utils.errors import ConfigError
+
+PROFILES = ["config.yaml", "config_optimized.yaml", "config_blackwell_optimized.yaml"]
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_shipped_profiles_validate(name: str) -> None:
+    loaded = load_config(REPO_ROOT / name)
+    assert loaded.config.models["rapidocr"].backend == "rapidocr"
+    assert loaded.config.ocr.engine == "rapidocr"
+    assert len(loaded.sha256) == 64
+
+
+def test_overrides_merge_over_the_catalog() -> None:
+    base = load_config(REPO_ROOT / "config.yaml").config
+    optimized = load_config(REPO_ROOT / "config_optimized.yaml").config
+    blackwell = load_config(REPO_ROOT / "config_blackwell_optimized.yaml").config
+    assert set(optimized.models) == set(base.models)
+    assert optimized.models["qwen2_5_vl_7b"].quantization == "4bit"
+    assert optimized.models["qwen2_5_vl_7b"].source == base.models["qwen2_5_vl_7b"].source
+    assert blackwell.models["qwen3_vl_4b"].dtype == "bfloat16"
+    assert blackwell.models["qwen3_vl_4b"].attn_implementation == "sdpa"
+    assert not any(m.trust_remote_code for m in base.models.values())
+
+
+def test_env_var_selects_the_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATVLM_CONFIG", str(REPO_ROOT / "config_optimized.yaml"))
+    assert load_config().source.name == "config_optimized.yaml"
+
+
+def test_deep_merge_replaces_lists_and_merges_mappings() -> None:
+    merged = deep_merge({"a": {"x": 1, "y": [1, 2]}, "b": 1}, {"a": {"y": [3]}, "c": 2})
+    assert merged == {"a": {"x": 1, "y": [3]}, "b": 1, "c": 2}
+
+
+def _write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def _child(folder: Path, body: str) -> Path:
+    """A profile extending the shipped config.yaml with ``body`` as overrides."""
+    base = REPO_ROOT / "config.yaml"
+    return _write(folder, "child.yaml", f"extends: {base}\n" + textwrap.dedent(body))
+
+
+BROKEN_OVERRIDES = [
+    # (overrides, text the error must contain)
+    ("app:\n  upload:\n    max_file_mb: lots\n", ["app.upload.max_file_mb", "'lots'"]),
+    ("models:\n  qwen2_vl_2b:\n    colour: red\n", ["models.qwen2_vl_2b.colour", "Extra"]),
+    (
+        "models:\n  qwen2_vl_2b:\n    quantization: 16bit\n",
+        ["models.qwen2_vl_2b.quantization", "'16bit'", "'4bit'"],
+    ),
+    ("models:\n  qwen2_vl_2b:\n    max_new_tokens: -5\n", ["models.qwen2_vl_2b.max_new_tokens"]),
+    (
+        "models:\n  qwen2_vl_2b:\n    trust_remote_code: maybe\n",
+        ["models.qwen2_vl_2b.trust_remote_code", "'maybe'"],
+    ),
+    (
+        "models:\n  broken:\n    display_name: B\n    backend: transformers\n    task: chat\n",
+        ["models.broken", "source"],
+    ),
+    (
+        "models:\n  remote:\n    display_name: R\n    backend: openai\n    task: chat\n"
+        "    endpoint: nowhere\n",
+        ["models.remote.endpoint", "nowhere"],
+    ),
+    ("models:\n  rapidocr:\n    task: chat\n", ["models.rapidocr", "task 'ocr'"]),
+    ("endpoints:\n  vllm:\n    base_url: ftp://example\n", ["endpoints.vllm.base_url"]),
+    ("ocr:\n  engine: smolvlm_256m\n", ["ocr.engine", "smolvlm_256m"]),
+    ("ocr:\n  template: no_such_template\n", ["ocr.template", "no_such_template"]),
+    ("telemetry: true\n", ["telemetry", "Extra"]),
+    ("app:\n  log_level: LOUD\n", ["app.log_level", "'LOUD'"]),
+    (
+        "models:\n  Bad Key!:\n    display_name: x\n    backend: rapidocr\n    task: ocr\n",
+        ["models.Bad Key!"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), BROKEN_OVERRIDES)
+def test_broken_override_names_file_and_key(
+    tmp_path: Path, overrides: str, expected: list[str]
+) -> None:
+    path = _child(tmp_path, overrides)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    for fragment in expected:
+        assert fragment in message, message
+    assert "child.yaml" in message or "config.yaml" in message
+
+
+def test_error_names_the_file_that_set_the_bad_value(tmp_path: Path) -> None:
+    path = _child(tmp_path, "models:\n  qwen2_vl_2b:\n    quantization: 3bit\n")
+    with pytest.raises(ConfigError, match=r"child\.yaml: models\.qwen2_vl_2b\.quantization"):
+        load_config(path)
+
+
+def test_yaml_syntax_error_gives_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, "bad.yaml", "models:\n  x: [1, 2\n  y: 3\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: YAML syntax error at line \d+"):
+        load_config(path)
+
+
+def test_missing_extends_target(tmp_path: Path) -> None:
+    path = _write(tmp_path, "orphan.yaml", "extends: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match=r"orphan\.yaml: extends: 'nowhere\.yaml' not found"):
+        load_config(path)
+
+
+def test_circular_extends(tmp_path: Path) -> None:
+    _write(tmp_path, "a.yaml", "extends: b.yaml\n")
+    _write(tmp_path, "b.yaml", "extends: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"circular `extends`: a\.yaml -> b\.yaml -> a\.yaml"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_extends_must_be_a_file_name(tmp_path: Path) -> None:
+    path = _write(tmp_path, "weird.yaml", "extends: [a, b]\n")
+    with pytest.raises(ConfigError, match=r"weird\.yaml: extends: found \['a', 'b'\]"):
+        load_config(path)
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    path = _write(tmp_path, "list.yaml", "- just\n- a list\n")
+    with pytest.raises(ConfigError, match=r"list\.yaml: found a list at the top level"):
+        load_config(path)
+
+
+def test_missing_profile(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="profile not found"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_unsafe_yaml_tags_are_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "executed"
+    path = _write(
+        tmp_path,
+        "evil.yaml",
+        f"app: !!python/object/apply:pathlib.Path.touch [!!python/object/apply:pathlib.Path "
+        f"['{marker}']]\n",
+    )
+    with pytest.raises(ConfigError, match="YAML syntax error"):
+        load_config(path)
+    assert not marker.exists()
