@@ -2,6 +2,7 @@
 
     python cli.py config check [FILE]
     python cli.py cache stats|clear [--config FILE]
+    python cli.py ocr [--engine ID] [--template NAME] [--format text|markdown|json] FILE...
 
 Exit status 0 on success, 1 when the command failed (the message says why),
 2 for a usage error.
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     _add_config_commands(commands)
     _add_cache_commands(commands)
+    _add_ocr_command(commands)
     return parser
 
 
@@ -64,6 +66,18 @@ def _add_cache_commands(commands: argparse._SubParsersAction) -> None:
     clear.set_defaults(handler=cmd_cache_clear)
 
 
+def _add_ocr_command(commands: argparse._SubParsersAction) -> None:
+    ocr = commands.add_parser("ocr", help="read text (and fields) from images and PDFs")
+    ocr.add_argument("files", nargs="+", metavar="FILE")
+    ocr.add_argument("--engine", help="catalog id of the OCR engine (default: the profile's)")
+    ocr.add_argument("--template", help="document template for fields (receipt, invoice, ...)")
+    ocr.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    ocr.add_argument("--deskew", action="store_true", help="straighten slightly rotated scans")
+    ocr.add_argument("--no-cache", action="store_true", help="neither read nor write cache/")
+    _profile_option(ocr)
+    ocr.set_defaults(handler=cmd_ocr)
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     loaded = load_config(args.file)
     chain = " <- ".join(str(p) for p in loaded.chain)
@@ -89,6 +103,12 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
     removed = _open_cache(load_config(args.config)).clear()
     print(f"removed {removed} cached entries")
     return 0
+
+
+def cmd_ocr(args: argparse.Namespace) -> int:
+    from cli_ocr import run_ocr_command
+
+    return run_ocr_command(args, load_config(args.config).config)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,230 @@
-"""OCR of uploaded images and PDFs."""
+"""OCR of uploaded images and PDFs: text, Markdown, fields, boxes, exports."""
 
+from __future__ import annotations
+
+import pandas as pd
 import streamlit as st
 
 import ui
+from models.registry import ocr_engine_status, ocr_model_ids
+from utils.documents import load_document
+from utils.drawing import draw_boxes
+from utils.errors import AppError
+from utils.exports import document_markdown, document_text, fields_csv, results_json
+from utils.layout import table_rows
+from utils.ocr_runs import (
+    OcrRun,
+    list_runs,
+    load_run,
+    load_upload,
+    new_run_id,
+    save_run,
+    store_upload,
+)
+from utils.ocr_service import DocumentResult, OcrSettings, PageResult, document_limits, ocr_file
+from utils.services import open_cache
+
+FILE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff", "pdf"]
+RUN_KEY = "ocr_run_id"
+
+loaded = ui.profile()
+config = loaded.config
 
 st.title("🔎 OCR")
-ui.not_yet_available("OCR", "The OCR pipeline lands next.")
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _engine_statuses(profile_sha: str) -> dict[str, tuple[bool, str, str]]:
+    return {
+        mid: (s.available, s.detail, s.display_name)
+        for mid in ocr_model_ids(config)
+        for s in [ocr_engine_status(mid, config)]
+    }
+
+
+def settings_form() -> tuple[list, OcrSettings | None, str]:
+    statuses = _engine_statuses(loaded.sha256)
+    usable = [mid for mid, (ok, _, _) in statuses.items() if ok]
+    with st.sidebar:
+        st.subheader("OCR settings")
+        engine = st.selectbox(
+            "Engine", usable, format_func=lambda m: statuses[m][2], disabled=not usable
+        )
+        unavailable = [(name, detail) for ok, detail, name in statuses.values() if not ok]
+        if unavailable:
+            with st.expander(f"{len(unavailable)} engine(s) unavailable"):
+                for name, detail in unavailable:
+                    st.caption(f"**{name}**: {detail}")
+        templates = [None, *config.templates]
+        default = templates.index(config.ocr.template) if config.ocr.template in templates else 0
+        template = st.selectbox(
+            "Template", templates, index=default, format_func=lambda t: t or "none (text only)"
+        )
+        fmt = st.radio("Show", ["Text", "Markdown", "JSON"], horizontal=True)
+        deskew = st.checkbox("Straighten skewed scans", value=config.ocr.deskew)
+        limits = config.app.upload
+        st.caption(
+            f"Files up to {limits.max_file_mb:g} MB, {limits.max_megapixels:g} MP and "
+            f"{limits.max_pages} pages; pages are read at most {limits.max_side} px on the "
+            f"longest side (PDFs rendered at {limits.pdf_dpi} dpi)."
+        )
+    files = st.file_uploader(
+        "Images or PDFs", type=FILE_TYPES, accept_multiple_files=True, key="ocr_files"
+    )
+    if engine is None:
+        st.error("No OCR engine is available. " + " ".join(d for _, d, _ in statuses.values()))
+        return files, None, fmt
+    return files, OcrSettings(engine=engine, template=template, deskew=deskew), fmt
+
+
+def run_batch(files: list, settings: OcrSettings) -> str:
+    """OCR every file with per-file status; the run is saved to disk as it completes."""
+    cache = open_cache(config)
+    bar = st.progress(0.0, text="Starting…")
+    results: list[DocumentResult] = []
+    for number, upload in enumerate(files, start=1):
+        data = upload.getvalue()
+
+        def on_page(done: int, total: int, page: PageResult, number=number) -> None:
+            share = (number - 1 + done / total) / len(files)
+            bar.progress(share, text=f"File {number}/{len(files)} · page {done}/{total}")
+
+        try:
+            result = ocr_file(data, upload.name, settings, config, cache, on_page)
+        except AppError as exc:  # the engine itself is unusable: stop the batch
+            ui.show_error(exc)
+            break
+        if result.sha256:
+            store_upload(config, data, result.sha256)
+        results.append(result)
+    bar.progress(1.0, text=f"Done: {len(results)} file(s)")
+    run = OcrRun(
+        run_id=new_run_id(),
+        created_at=pd.Timestamp.now(tz="UTC").isoformat(),
+        settings=settings.model_dump(),
+        documents=results,
+    )
+    save_run(config, run)
+    return run.run_id
+
+
+def show_run(run: OcrRun, fmt: str) -> None:
+    docs = run.documents
+    ok = sum(d.ok for d in docs)
+    st.subheader(f"Run {run.run_id}")
+    st.caption(f"{ok} of {len(docs)} file(s) read · engine `{run.settings.get('engine')}`")
+    downloads(run)
+    for index, doc in enumerate(docs):
+        show_document(doc, fmt, key=f"{run.run_id}-{index}")
+
+
+def downloads(run: OcrRun) -> None:
+    docs = run.documents
+    cols = st.columns(4)
+    text = "".join(f"==> {d.file} <==\n{document_text(d)}" for d in docs if not d.error)
+    cols[0].download_button("TXT", text, f"ocr-{run.run_id}.txt", "text/plain")
+    markdown = "\n".join(document_markdown(d) for d in docs if not d.error)
+    cols[1].download_button("Markdown", markdown, f"ocr-{run.run_id}.md", "text/markdown")
+    cols[2].download_button(
+        "JSON", results_json(docs), f"ocr-{run.run_id}.json", "application/json"
+    )
+    cols[3].download_button("Fields CSV", fields_csv(docs), f"ocr-{run.run_id}.csv", "text/csv")
+
+
+def show_document(doc: DocumentResult, fmt: str, key: str) -> None:
+    icon = "❌" if doc.error else ("⚠️" if not doc.ok else "✅")
+    cached = " · from cache" if doc.from_cache else ""
+    with st.expander(f"{icon} {doc.file} — {len(doc.pages)} page(s), {doc.seconds:.2f} s{cached}"):
+        if doc.error:
+            st.error(doc.error)
+            return
+        if doc.fields:
+            st.dataframe(
+                [
+                    {
+                        "field": n,
+                        "value": f.value,
+                        "confidence": round(f.confidence, 2),
+                        "line": f.line,
+                        "note": f.note,
+                    }
+                    for n, f in doc.fields.items()
+                ],
+                hide_index=True,
+            )
+        for page in doc.pages:
+            show_page(doc, page, fmt, key)
+
+
+def show_page(doc: DocumentResult, page: PageResult, fmt: str, key: str) -> None:
+    st.markdown(f"**Page {page.page}** · {page.status} · {page.seconds:.2f} s")
+    if page.status == "error":
+        st.error(page.error or "this page failed")
+        return
+    if page.status == "blank":
+        st.info("No text found on this page.")
+        return
+    if fmt == "Text":
+        st.text(page.text)
+    elif fmt == "Markdown":
+        st.code(page.markdown, language="markdown")
+        for table in table_rows(page.fragments):
+            st.dataframe(pd.DataFrame(table[1:], columns=_header(table[0])), hide_index=True)
+    else:
+        st.json(page.model_dump(mode="json", exclude={"fragments"}), expanded=False)
+    if page.embedded_text:
+        with st.popover("Embedded PDF text"):
+            st.text(page.embedded_text)
+    if st.toggle("Show boxes", key=f"boxes-{key}-{page.page}"):
+        show_boxes(doc, page)
+
+
+def _header(cells: list[str]) -> list[str]:
+    """Unique column names for a DataFrame (OCR'd headers repeat and may be empty)."""
+    seen: dict[str, int] = {}
+    names = []
+    for cell in cells:
+        name = cell or "column"
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return names
+
+
+def show_boxes(doc: DocumentResult, page: PageResult) -> None:
+    data = load_upload(config, doc.sha256) if doc.sha256 else None
+    if data is None:
+        st.warning("The original file is no longer stored, so boxes cannot be drawn.")
+        return
+    try:
+        document = load_document(data, doc.file, document_limits(config))
+        image = next(p for p in document.pages() if p.index == page.page - 1)
+    except (AppError, StopIteration):
+        st.warning("The page image could not be rendered again.")
+        return
+    st.image(draw_boxes(image.image, page.lines, scale=image.scale), width="stretch")
+
+
+def previous_runs() -> None:
+    runs = list_runs(config)
+    if not runs:
+        return
+    with st.sidebar:
+        st.subheader("Previous runs")
+        labels = {r.run_id: f"{r.created_at[:16]} · {r.files} file(s) · {r.engine}" for r in runs}
+        chosen = st.selectbox("Reopen", list(labels), format_func=labels.get, index=None)
+        if chosen and st.button("Open run"):
+            st.session_state[RUN_KEY] = chosen
+
+
+files, settings, fmt = settings_form()
+if st.button("Run OCR", type="primary", disabled=not files or settings is None):
+    st.session_state[RUN_KEY] = run_batch(files, settings)
+previous_runs()
+if run_id := st.session_state.get(RUN_KEY):
+    run = load_run(config, run_id)
+    if run is None:
+        st.warning("That run could not be read (it was moved aside as corrupt or deleted).")
+    else:
+        show_run(run, fmt)
+elif not files:
+    st.info("Upload images or PDFs, then press **Run OCR**. RapidOCR works offline on the CPU.")

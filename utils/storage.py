@@ -382,7 +382,14 @@ def atomic_write_json(
 ) -> None:
     """Replace the JSON file at ``path`` with ``obj`` so that no reader ever sees half of it."""
     path = Path(path)
-    data = _encode(obj, path, compact=False)
+    atomic_write_bytes(path, _encode(obj, path, compact=False), lock_timeout=lock_timeout)
+
+
+def atomic_write_bytes(
+    path: str | os.PathLike[str], data: bytes, *, lock_timeout: float | None = None
+) -> None:
+    """Replace the file at ``path`` with ``data`` atomically (same steps as JSON)."""
+    path = Path(path)
     _ensure_parent(path)
     with _locked(path, lock_timeout):
         try:

@@ -1,0 +1,127 @@
+"""`python cli.py`: config check, cache stats/clear and ocr, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import cli
+from models.config import REPO_ROOT
+from tests.helpers.render import RECEIPT_LINES, encode, render_lines
+
+PROFILES = ["config.yaml", "config_optimized.yaml", "config_blackwell_optimized.yaml"]
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_config_check_prints_the_resolved_profile(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["config", "check", str(REPO_ROOT / name)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"# profile: {REPO_ROOT / name}")
+    assert "qwen2_5_vl_7b:" in out and "templates:" in out
+
+
+def test_config_check_fails_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"extends: {REPO_ROOT / 'config.yaml'}\ncache:\n  max_mb: huge\n")
+    assert cli.main(["config", "check", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.yaml: cache.max_mb" in err and "'huge'" in err
+
+
+def test_cache_stats_and_clear(temp_profile: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["cache", "stats"]) == 0
+    assert json.loads(capsys.readouterr().out)["entries"] == 0
+    assert cli.main(["cache", "clear"]) == 0
+    assert "removed 0" in capsys.readouterr().out
+
+
+def test_usage_error_exits_2() -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["ocr"])
+    assert exit_info.value.code == 2
+
+
+def _run_cli(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "CHATVLM_CONFIG": str(profile), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "cli.py", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_ocr_json_lines_one_per_file_and_failures_reported(
+    temp_profile: Path, tmp_path: Path
+) -> None:
+    good = tmp_path / "receipt.png"
+    good.write_bytes(encode(render_lines(RECEIPT_LINES)))
+    bad = tmp_path / "fake.png"
+    bad.write_text("not an image")
+    proc = _run_cli(
+        "ocr",
+        "--format",
+        "json",
+        "--template",
+        "receipt",
+        str(bad),
+        str(good),
+        profile=temp_profile,
+    )
+    assert proc.returncode == 1, proc.stderr
+    first, second = (json.loads(line) for line in proc.stdout.splitlines())
+    assert set(first) == {"file", "engine", "pages", "fields", "error"}
+    assert first["file"] == "fake.png" and "fake.png" in first["error"]
+    assert second["error"] is None and second["engine"] == "rapidocr"
+    (page,) = second["pages"]
+    assert set(page) == {"page", "status", "text", "lines", "seconds"}
+    assert page["status"] == "ok" and "TOTAL" in page["text"].upper()
+    assert set(page["lines"][0]) == {"text", "box", "confidence"}
+    assert second["fields"]["total"] == {
+        "value": "10.00",
+        "confidence": second["fields"]["total"]["confidence"],
+        "line": second["fields"]["total"]["line"],
+    }
+
+
+@pytest.mark.slow
+def test_ocr_text_success_exit_0_without_torch(temp_profile: Path, tmp_path: Path) -> None:
+    good = tmp_path / "hello.png"
+    good.write_bytes(encode(render_lines(["HELLO WORLD 2024"])))
+    probe = (
+        "import runpy, sys; sys.argv = ['cli.py', 'ocr', sys.argv[1]];\n"
+        "try:\n    runpy.run_path('cli.py', run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    print('EXIT', e.code, 'torch' in sys.modules, 'transformers' in sys.modules)\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "CHATVLM_CONFIG": str(temp_profile)}
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, str(good)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert "==> hello.png <==" in proc.stdout and "HELLO" in proc.stdout.upper()
+    assert proc.stdout.strip().endswith("EXIT 0 False False"), proc.stdout + proc.stderr
+
+
+def test_unknown_template_is_a_clear_error(
+    temp_profile: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = tmp_path / "x.png"
+    image.write_bytes(encode(render_lines(["X"])))
+    assert cli.main(["ocr", "--template", "menu", str(image)]) == 1
+    assert "no template 'menu'" in capsys.readouterr().err

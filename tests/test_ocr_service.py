@@ -1,0 +1,197 @@
+"""The OCR pipeline end to end on pages the tests draw: text, fields, boxes, cache,
+per-page status, bad input, saved runs and exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from models.config import AppConfig, load_config
+from models.ocr_base import OcrResult
+from tests.helpers.render import RECEIPT_LINES, encode, pdf_bytes, render_lines
+from utils import ocr_service
+from utils.cache import DiskCache
+from utils.errors import ModelUnavailable
+from utils.exports import document_markdown, document_text, fields_csv, results_json
+from utils.ocr_runs import OcrRun, list_runs, load_run, new_run_id, save_run
+from utils.ocr_service import DocumentResult, OcrSettings, ocr_file
+
+RAPID = OcrSettings(engine="rapidocr")
+RECEIPT = OcrSettings(engine="rapidocr", template="receipt")
+
+
+@pytest.fixture
+def config(temp_profile: Path) -> AppConfig:
+    return load_config(temp_profile).config
+
+
+@pytest.fixture(scope="module")
+def receipt_png() -> bytes:
+    return encode(render_lines(RECEIPT_LINES))
+
+
+@pytest.fixture(scope="module")
+def receipt_result(receipt_png: bytes) -> DocumentResult:
+    config = load_config().config
+    return ocr_file(receipt_png, "receipt.png", RECEIPT, config)
+
+
+def _words(text: str) -> set[str]:
+    return set(text.upper().split())
+
+
+def test_receipt_text_lines_and_fields(receipt_result: DocumentResult) -> None:
+    assert receipt_result.ok and receipt_result.error is None
+    (page,) = receipt_result.pages
+    assert page.status == "ok" and page.page == 1
+    assert {"SUNRISE", "TRADING", "COFFEE", "TOTAL", "10.00"} <= _words(page.text)
+    # Label and amount on one visual line stay on one line.
+    assert any("TOTAL" in line.text and "10.00" in line.text for line in page.lines)
+    fields = receipt_result.fields
+    assert fields["total"].value == "10.00"
+    assert fields["date"].value == "14/03/2019"
+    assert "SUNRISE TRADING" in (fields["company"].value or "")
+    assert 0 < fields["total"].confidence <= 1
+    assert fields["total"].line is not None
+
+
+def test_boxes_are_inside_the_page(receipt_result: DocumentResult) -> None:
+    page = receipt_result.pages[0]
+    assert (page.width, page.height) == (900, 700)
+    for line in page.lines:
+        left, top, right, bottom = line.box
+        assert 0 <= left < right <= 900 and 0 <= top < bottom <= 700
+
+
+def test_boxes_map_back_to_original_pixels(temp_profile: Path) -> None:
+    """A page over the pixel budget is read smaller; boxes still land on the original."""
+    small = load_config(temp_profile).config
+    limited = small.model_copy(
+        update={
+            "app": small.app.model_copy(
+                update={"upload": small.app.upload.model_copy(update={"max_side": 900})}
+            )
+        }
+    )
+    big = render_lines(["INVOICE 12345"], size=(1800, 400), font_size=60)
+    result = ocr_file(encode(big), "big.png", RAPID, limited)
+    page = result.pages[0]
+    assert page.processed_scale == pytest.approx(0.5)
+    assert (page.width, page.height) == (1800, 400)
+    (line,) = page.lines
+    drawn = ImageDraw.Draw(big).textbbox((50, 40), "INVOICE 12345", ImageFont.load_default(60))
+    left, top, right, bottom = line.box
+    # The detector pads its boxes; without the mapping the box would be half this size.
+    assert left <= drawn[0] + 5 and top <= drawn[1] + 5, (line.box, drawn)
+    assert right >= drawn[2] - 5 and bottom >= drawn[3] - 5, (line.box, drawn)
+    assert right - left < 1.3 * (drawn[2] - drawn[0]), (line.box, drawn)
+
+
+def test_blank_page_is_blank_never_invented(config: AppConfig) -> None:
+    blank = encode(Image.new("RGB", (800, 600), "white"))
+    result = ocr_file(blank, "blank.png", RECEIPT, config)
+    assert result.pages[0].status == "blank"
+    assert result.pages[0].text == "" and result.pages[0].lines == []
+    assert all(field.value is None for field in result.fields.values())
+
+
+def test_pdf_pages_each_get_a_status(config: AppConfig) -> None:
+    pages = [render_lines(["PAGE ONE HELLO"]), Image.new("RGB", (900, 700), "white")]
+    seen = []
+    result = ocr_file(
+        pdf_bytes(pages), "two.pdf", RAPID, config, progress=lambda d, t, p: seen.append((d, t))
+    )
+    assert [p.status for p in result.pages] == ["ok", "blank"]
+    assert [p.page for p in result.pages] == [1, 2]
+    assert seen == [(1, 2), (2, 2)]
+    assert "HELLO" in result.text.upper()
+
+
+def test_bad_input_is_an_error_result_naming_the_file(config: AppConfig) -> None:
+    result = ocr_file(b"this is not an image", "../../etc/notes.png", RAPID, config)
+    assert not result.ok and result.pages == []
+    assert "notes.png" in result.error and "../" not in result.error
+
+
+def test_unknown_engine_raises_with_the_fix(config: AppConfig) -> None:
+    with pytest.raises(ModelUnavailable, match="no model 'nope'"):
+        ocr_file(encode(render_lines(["X"])), "x.png", OcrSettings(engine="nope"), config)
+
+
+def test_one_failing_page_does_not_lose_the_others(
+    config: AppConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class FlakyEngine:
+        name = "flaky"
+        calls = 0
+
+        def ocr(self, image: Image.Image) -> OcrResult:
+            FlakyEngine.calls += 1
+            if FlakyEngine.calls == 2:
+                raise RuntimeError("engine crashed")
+            return OcrResult(engine="flaky", width=image.width, height=image.height)
+
+    monkeypatch.setattr(ocr_service, "create_ocr_engine", lambda *_: FlakyEngine())
+    pages = [render_lines(["A"]), render_lines(["B"]), render_lines(["C"])]
+    result = ocr_file(pdf_bytes(pages), "three.pdf", RAPID, config)
+    assert [p.status for p in result.pages] == ["blank", "error", "blank"]
+    assert "engine crashed" in result.pages[1].error
+    assert not result.ok
+
+
+def test_repeated_file_is_served_from_cache(config: AppConfig, receipt_png: bytes) -> None:
+    cache = DiskCache(config.cache_dir, max_mb=16)
+    first = ocr_file(receipt_png, "r.png", RECEIPT, config, cache)
+    second = ocr_file(receipt_png, "r.png", RECEIPT, config, cache)
+    assert not first.from_cache and second.from_cache
+    assert second.text == first.text and second.fields == first.fields
+    other = ocr_file(receipt_png, "r.png", RAPID, config, cache)  # other settings: a miss
+    assert not other.from_cache
+
+
+def test_runs_are_saved_listed_and_reopened(
+    config: AppConfig, receipt_result: DocumentResult
+) -> None:
+    failed = DocumentResult(file="bad.png", engine="rapidocr", error="not an image")
+    run = OcrRun(
+        run_id=new_run_id(),
+        created_at="2026-01-01T00:00:00+00:00",
+        settings=RECEIPT.model_dump(),
+        documents=[receipt_result, failed],
+    )
+    save_run(config, run)
+    (summary,) = list_runs(config)
+    assert (summary.run_id, summary.files, summary.failed) == (run.run_id, 2, 1)
+    assert load_run(config, run.run_id) == run
+    assert load_run(config, "../../etc/passwd") is None
+
+
+def test_corrupt_run_is_moved_aside_and_the_rest_still_lists(
+    config: AppConfig, receipt_result: DocumentResult
+) -> None:
+    good = OcrRun(run_id=new_run_id(), created_at="x", documents=[receipt_result])
+    save_run(config, good)
+    broken = config.data_dir / "ocr" / "20200101T000000Z-abcdef.json"
+    broken.write_text('{"schema_version": 1, "run_id": ', encoding="utf-8")
+    assert [s.run_id for s in list_runs(config)] == [good.run_id]
+    assert not broken.exists()
+    assert list((config.data_dir / ".corrupt").iterdir())
+
+
+def test_exports_round_trip(receipt_result: DocumentResult) -> None:
+    failed = DocumentResult(file="=cmd|evil.png", engine="rapidocr", error="not an image")
+    docs = [receipt_result, failed]
+    assert DocumentResult.model_validate(json.loads(results_json(docs))[0]) == receipt_result
+    assert "TOTAL" in document_text(receipt_result).upper()
+    markdown = document_markdown(receipt_result)
+    assert markdown.startswith("# receipt.png") and "| total | 10.00 |" in markdown
+    rows = list(csv.reader(io.StringIO(fields_csv(docs))))
+    assert rows[0] == ["file", "company", "date", "address", "total", "error"]
+    assert rows[1][0] == "receipt.png" and rows[1][4] == "10.00"
+    assert rows[2][0] == "'=cmd|evil.png"  # a formula is never handed to a spreadsheet
+    assert rows[2][-1] == "not an image"

@@ -1,0 +1,41 @@
+"""Clean-up of raw engine fragments before reading order.
+
+Engines report some things that are not text: specks and ruling lines read as
+"-" or ".", barcode stripes read as "IIIII". Dropping those (and only those)
+raises precision without touching what was really printed.
+"""
+
+from __future__ import annotations
+
+import re
+
+from models.ocr_base import OcrLine
+
+_ALNUM = re.compile(r"[0-9A-Za-z\u00C0-\u024F\u0400-\u04FF]")
+_STRIPES = re.compile(r"^[|Il1!]{4,}$")
+
+# Fragments below this confidence are dropped when they carry no letter or digit.
+MIN_CONFIDENCE_SYMBOLS = 0.8
+# Any fragment below this confidence is dropped: the engine itself doubts it.
+MIN_CONFIDENCE_ANY = 0.3
+
+
+def clean_fragments(fragments: list[OcrLine]) -> list[OcrLine]:
+    """Fragments worth keeping, with surrounding whitespace trimmed."""
+    kept = []
+    for fragment in fragments:
+        text = " ".join(fragment.text.split())
+        if _is_noise(text, fragment.confidence):
+            continue
+        kept.append(
+            fragment if text == fragment.text else fragment.model_copy(update={"text": text})
+        )
+    return kept
+
+
+def _is_noise(text: str, confidence: float) -> bool:
+    if not text or confidence < MIN_CONFIDENCE_ANY:
+        return True
+    if _STRIPES.match(text.replace(" ", "")):
+        return True
+    return not _ALNUM.search(text) and confidence < MIN_CONFIDENCE_SYMBOLS

@@ -1,0 +1,252 @@
+"""The OCR pipeline used by the OCR page, the CLI and the benchmarks.
+
+file bytes -> validated document -> one page at a time: (deskew) -> engine ->
+boxes mapped back to the original page -> clean-up -> reading order ->
+text, Markdown, fields. Whole-document results are cached by (file bytes,
+engine, settings), so the same file again is served from ``cache/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.config import AppConfig
+from models.ocr_base import Box, OcrEngine, OcrLine
+from models.registry import create_ocr_engine
+from utils.cache import MISS, DiskCache, make_key
+from utils.documents import Document, DocumentLimits, Page, deskew, load_document
+from utils.errors import AppError, BadInput, ModelUnavailable
+from utils.fields import FieldValue, extract_fields
+from utils.layout import reading_order, to_markdown
+from utils.ocr_cleanup import clean_fragments
+from utils.storage import VersionedRecord
+
+logger = logging.getLogger(__name__)
+
+# Bump when the pipeline's output changes for the same input, so old cache entries miss.
+PIPELINE_VERSION = 1
+CACHE_NAMESPACE = "ocr"
+
+
+class OcrSettings(BaseModel):
+    """What the user chose for one run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engine: str
+    template: str | None = None
+    deskew: bool = False
+
+
+class PageResult(BaseModel):
+    """One page: ``page`` counts from 1; boxes are in original-page pixels."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    page: int = Field(ge=1)
+    status: Literal["ok", "blank", "error"]
+    text: str = ""
+    markdown: str = ""
+    lines: list[OcrLine] = Field(default_factory=list)
+    fragments: list[OcrLine] = Field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
+    width: int = 0
+    height: int = 0
+    processed_scale: float = 1.0
+    skew_degrees: float = 0.0
+    embedded_text: str | None = None
+
+
+class DocumentResult(VersionedRecord):
+    """Everything one file gave: pages, fields, settings, timings (or the error)."""
+
+    SCHEMA_VERSION = 1
+
+    file: str
+    sha256: str = ""
+    kind: str = ""
+    engine: str
+    settings: dict = Field(default_factory=dict)
+    pages: list[PageResult] = Field(default_factory=list)
+    fields: dict[str, FieldValue] = Field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+    from_cache: bool = False
+    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(p.text for p in self.pages if p.status == "ok")
+
+    @property
+    def markdown(self) -> str:
+        return "\n\n---\n\n".join(p.markdown for p in self.pages if p.status == "ok")
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(p.status != "error" for p in self.pages)
+
+
+ProgressCallback = Callable[[int, int, PageResult], None]
+
+
+def document_limits(config: AppConfig) -> DocumentLimits:
+    return DocumentLimits(**config.app.upload.model_dump())
+
+
+def check_settings(settings: OcrSettings, config: AppConfig) -> None:
+    """Unknown engine or template: raise before any work, naming what exists."""
+    if settings.engine not in config.models:
+        known = ", ".join(k for k, m in config.models.items() if m.task != "chat")
+        raise ModelUnavailable(
+            f"no model '{settings.engine}' in the active profile", hint=f"use one of: {known}"
+        )
+    if settings.template and settings.template not in config.templates:
+        known = ", ".join(config.templates) or "none"
+        raise BadInput(f"no template '{settings.template}'", hint=f"use one of: {known}")
+
+
+def run_settings_record(settings: OcrSettings, config: AppConfig) -> dict:
+    """Everything that changes the output, recorded with the result and in the cache key."""
+    engine_backend = config.models[settings.engine].backend
+    options = getattr(config.ocr, engine_backend, None)
+    return {
+        **settings.model_dump(),
+        "engine_options": options.model_dump() if options is not None else {},
+        "limits": config.app.upload.model_dump(),
+        "pipeline_version": PIPELINE_VERSION,
+    }
+
+
+def ocr_file(
+    data: bytes,
+    filename: str,
+    settings: OcrSettings,
+    config: AppConfig,
+    cache: DiskCache | None = None,
+    progress: ProgressCallback | None = None,
+) -> DocumentResult:
+    """OCR one uploaded file. Bad input comes back as a result with ``error`` set;
+    a missing engine raises ``ModelUnavailable`` (nothing can run without it)."""
+    started = time.perf_counter()
+    check_settings(settings, config)
+    record = run_settings_record(settings, config)
+    key = make_key(CACHE_NAMESPACE, data, record)
+    cached = cache.get(key, CACHE_NAMESPACE, default=MISS) if cache else MISS
+    if cached is not MISS:
+        result = DocumentResult.model_validate(cached)
+        return result.model_copy(update={"from_cache": True})
+    try:
+        document = load_document(data, filename, document_limits(config))
+    except BadInput as exc:
+        return DocumentResult(
+            file=filename, engine=settings.engine, settings=record, error=str(exc)
+        )
+    engine = create_ocr_engine(settings.engine, config)
+    result = _ocr_document(document, engine, settings, config, record, progress)
+    result.seconds = time.perf_counter() - started
+    if cache and result.ok:
+        cache.set(key, result.model_dump(mode="json"), CACHE_NAMESPACE)
+    return result
+
+
+def _ocr_document(
+    document: Document,
+    engine: OcrEngine,
+    settings: OcrSettings,
+    config: AppConfig,
+    record: dict,
+    progress: ProgressCallback | None,
+) -> DocumentResult:
+    result = DocumentResult(
+        file=document.name,
+        sha256=document.sha256,
+        kind=document.kind,
+        engine=settings.engine,
+        settings=record,
+    )
+    pages = document.pages()
+    for index in range(document.page_count):
+        page_result = _next_page_result(pages, index, engine, settings)
+        result.pages.append(page_result)
+        if progress:
+            progress(index + 1, document.page_count, page_result)
+    if settings.template:
+        lines = [line for page in result.pages for line in page.lines]
+        result.fields = extract_fields(config.templates[settings.template], lines)
+    return result
+
+
+def _next_page_result(pages, index: int, engine: OcrEngine, settings: OcrSettings) -> PageResult:
+    """Decode and read one page; a failure becomes that page's ``error`` status."""
+    try:
+        page = next(pages)
+        return ocr_page(page, engine, deskew_page=settings.deskew)
+    except StopIteration:
+        return PageResult(page=index + 1, status="error", error="page could not be read")
+    except AppError as exc:
+        return PageResult(page=index + 1, status="error", error=str(exc))
+    except Exception as exc:  # an engine crash on one page must not lose the others
+        logger.exception("OCR failed on page %d", index + 1)
+        return PageResult(page=index + 1, status="error", error=f"OCR failed: {exc}")
+
+
+def ocr_page(page: Page, engine: OcrEngine, deskew_page: bool = False) -> PageResult:
+    """OCR one page; boxes in the returned result are in original-page pixels."""
+    image, angle = deskew(page.image) if deskew_page else (page.image, 0.0)
+    raw = engine.ocr(image)
+    fragments = [_to_original(f, page.scale, angle, image.size) for f in raw.lines]
+    fragments = clean_fragments(fragments)
+    lines = reading_order(fragments)
+    width, height = page.original_size
+    return PageResult(
+        page=page.index + 1,
+        status="ok" if lines else "blank",
+        text="\n".join(line.text for line in lines),
+        markdown=to_markdown(fragments),
+        lines=lines,
+        fragments=fragments,
+        seconds=raw.seconds,
+        width=width,
+        height=height,
+        processed_scale=page.scale,
+        skew_degrees=angle,
+        embedded_text=page.embedded_text,
+    )
+
+
+def _to_original(line: OcrLine, scale: float, angle: float, size: tuple[int, int]) -> OcrLine:
+    box = _unrotate(line.box, angle, size) if angle else line.box
+    original: Box = tuple(round(v / scale) for v in box)  # type: ignore[assignment]
+    return line.model_copy(update={"box": original})
+
+
+def _unrotate(box: Box, degrees: float, size: tuple[int, int]) -> Box:
+    """The axis-aligned box, on the page before deskew, of a box found after it.
+
+    ``deskew`` rotates counter-clockwise by ``degrees`` about the centre keeping the
+    size, so rotating the corners back by ``-degrees`` undoes it.
+    """
+    cx, cy = size[0] / 2, size[1] / 2
+    rad = math.radians(degrees)
+    cos, sin = math.cos(rad), math.sin(rad)
+    xs, ys = [], []
+    for x, y in ((box[0], box[1]), (box[2], box[1]), (box[2], box[3]), (box[0], box[3])):
+        dx, dy = x - cx, y - cy
+        # Image y points down, so PIL's counter-clockwise rotation is clockwise in maths axes.
+        xs.append(cx + dx * cos - dy * sin)
+        ys.append(cy + dx * sin + dy * cos)
+    return (
+        max(0, round(min(xs))),
+        max(0, round(min(ys))),
+        min(size[0], round(max(xs))),
+        min(size[1], round(max(ys))),
+    )
