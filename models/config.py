@@ -85,6 +85,11 @@ class ModelEntry(Strict):
         "AutoModelForImageTextToText"
     )
     max_new_tokens: int = Field(1024, ge=1, le=32_768)
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 = greedy decoding")
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    ocr_style: Literal["chat", "got_ocr2"] = Field(
+        "chat", description="how the model reads a page: a chat prompt, or GOT-OCR2's own mode"
+    )
     min_pixels: int | None = Field(None, ge=1)
     max_pixels: int | None = Field(None, ge=1)
     prompts: dict[str, str] = Field(default_factory=dict)
@@ -102,6 +107,18 @@ class ModelEntry(Strict):
         if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
             raise ValueError("min_pixels is larger than max_pixels")
         return self
+
+
+class RuntimeSettings(Strict):
+    """How in-process models share the machine."""
+
+    max_loaded_models: int = Field(2, ge=1, le=16)
+    ram_budget_gb: float | None = Field(
+        None, gt=0, description="RAM models may use; default: 80% of what is available"
+    )
+    vram_budget_gb: float | None = Field(
+        None, gt=0, description="per-GPU memory models may use; default: 90% of the card"
+    )
 
 
 class OcrDefaults(Strict):
@@ -131,6 +148,7 @@ class AppConfig(Strict):
     app: AppSettings = AppSettings()
     models: dict[Identifier, ModelEntry] = Field(default_factory=dict)
     endpoints: dict[Identifier, Endpoint] = Field(default_factory=dict)
+    runtime: RuntimeSettings = RuntimeSettings()
     ocr: OcrDefaults = OcrDefaults()
     templates: dict[Identifier, TemplateSpec] = Field(default_factory=dict)
     benchmark: BenchmarkDefaults = BenchmarkDefaults()

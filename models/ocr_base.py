@@ -22,16 +22,16 @@ class OcrLine(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     text: str
-    box: Box
+    box: Box | None = Field(description="None for engines that read text without positions (VLMs)")
     confidence: float = Field(ge=0.0, le=1.0)
 
     @property
     def height(self) -> int:
-        return self.box[3] - self.box[1]
+        return self.box[3] - self.box[1] if self.box else 0
 
     @property
     def center_y(self) -> float:
-        return (self.box[1] + self.box[3]) / 2
+        return (self.box[1] + self.box[3]) / 2 if self.box else 0.0
 
 
 class OcrResult(BaseModel):
@@ -45,6 +45,13 @@ class OcrResult(BaseModel):
     width: int = 0
     height: int = 0
     settings: dict = Field(default_factory=dict)
+    markdown: str | None = Field(
+        None, description="the engine's own Markdown, for engines that write it (VLMs)"
+    )
+
+    @property
+    def has_boxes(self) -> bool:
+        return all(line.box is not None for line in self.lines)
 
     @property
     def text(self) -> str:

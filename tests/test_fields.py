@@ -512,3 +512,21 @@ def test_templates_yaml_must_be_a_mapping() -> None:
         templates_from_yaml("- just\n- a list\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         templates_from_yaml("a: [unclosed\n")
+
+
+def test_fields_from_text_without_positions() -> None:
+    """A VLM's plain lines: a label's value on the next line is still found."""
+    template = builtin_templates()["receipt"]
+    texts = [
+        "ACME TRADING SDN BHD",
+        "12 JALAN BESAR, 50000 KUALA LUMPUR",
+        "DATE",
+        "01/02/2019",
+        "TOTAL",
+        "RM 7.50",
+    ]
+    lines = [OcrLine(text=t, box=None, confidence=1.0) for t in texts]
+    found = extract_fields(template, lines)
+    assert found["total"].value == "7.50"
+    assert found["date"].value == "01/02/2019"
+    assert found["company"].value == "ACME TRADING SDN BHD"

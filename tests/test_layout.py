@@ -378,3 +378,11 @@ def test_misaligned_rows_are_not_a_table() -> None:
     fragments = [frag("Name", 20, 0), frag("Alice", 200, 0)]
     fragments += [frag("Address", 20, 25), frag("12 Long Street", 320, 25)]
     assert table_rows(fragments) == []
+
+
+def test_text_without_positions_keeps_its_order() -> None:
+    """A VLM's lines have no boxes: reading order keeps them, Markdown joins them."""
+    lines = [OcrLine(text=t, box=None, confidence=1.0) for t in ["B first", "", "A second"]]
+    assert [line.text for line in reading_order(lines)] == ["B first", "A second"]
+    assert to_markdown(lines) == "B first\nA second"
+    assert table_rows(lines) == []

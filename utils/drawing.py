@@ -21,6 +21,8 @@ def draw_boxes(
     draw = ImageDraw.Draw(canvas)
     width = max(1, round(min(canvas.size) / 500))
     for line in lines:
+        if line.box is None:
+            continue
         left, top, right, bottom = (round(v * scale) for v in line.box)
         draw.rectangle((left, top, right, bottom), outline=color, width=width)
     return canvas

@@ -400,6 +400,8 @@ def _same_row(a: OcrLine, b: OcrLine) -> bool:
 def _row_to_the_right(lines: list[OcrLine], index: int) -> list[int]:
     """Other lines on the same visual row that start right of this line's middle."""
     anchor = lines[index]
+    if anchor.box is None:  # text without positions (a VLM's): one line is one row
+        return []
     middle = (anchor.box[0] + anchor.box[2]) / 2
     found = [
         j
@@ -412,6 +414,8 @@ def _row_to_the_right(lines: list[OcrLine], index: int) -> list[int]:
 def _line_below(lines: list[OcrLine], index: int) -> int | None:
     """The nearest line just under this one that overlaps it horizontally."""
     anchor = lines[index]
+    if anchor.box is None:  # text without positions: the next line is the one below
+        return index + 1 if index + 1 < len(lines) else None
     reach = anchor.box[3] + 1.5 * max(anchor.height, 1)
     best, best_gap = None, None
     for j, other in enumerate(lines):

@@ -165,8 +165,18 @@ def visual_lines(fragments: Iterable[OcrLine]) -> list[VisualLine]:
 
 
 def reading_order(fragments: Iterable[OcrLine]) -> list[OcrLine]:
-    """One merged OcrLine per visual line, in reading order."""
+    """One merged OcrLine per visual line, in reading order.
+
+    Text without positions (a VLM's lines) is already in reading order: kept as is.
+    """
+    fragments = list(fragments)
+    if not _positioned(fragments):
+        return [f for f in fragments if f.text.strip()]
     return [line.to_ocr_line() for line in visual_lines(fragments)]
+
+
+def _positioned(fragments: list[OcrLine]) -> bool:
+    return all(f.box is not None for f in fragments)
 
 
 def to_plain_text(lines: Iterable[OcrLine]) -> str:
@@ -176,6 +186,9 @@ def to_plain_text(lines: Iterable[OcrLine]) -> str:
 
 def table_rows(fragments: Iterable[OcrLine]) -> list[list[list[str]]]:
     """Every table found on the page: a list of rows, each a list of cell texts."""
+    fragments = list(fragments)
+    if not _positioned(fragments):
+        return []
     lines = visual_lines(fragments)
     height = _line_height(lines)
     return [
@@ -188,6 +201,9 @@ def table_rows(fragments: Iterable[OcrLine]) -> list[list[list[str]]]:
 
 def to_markdown(fragments: Iterable[OcrLine]) -> str:
     """Markdown: paragraphs separated by blank lines, aligned cell runs as tables."""
+    fragments = list(fragments)
+    if not _positioned(fragments):
+        return "\n".join(f.text for f in fragments if f.text.strip())
     lines = visual_lines(fragments)
     height = _line_height(lines)
     blocks = [

@@ -77,12 +77,24 @@ def blank_columns(gray: np.ndarray) -> np.ndarray | None:
     if paper - darkest < MIN_CONTRAST:
         return None
     ink = values < paper - INK_CONTRAST * (paper - darkest)
-    rows = ink.sum(axis=1)
-    band = rows >= TEXT_BAND_SHARE * rows.max()
-    if not band.any():
-        return None
-    top, bottom = np.flatnonzero(band)[[0, -1]]
-    return ~ink[top : bottom + 1].any(axis=0)
+    top, bottom = _text_band(ink.sum(axis=1))
+    return ~ink[top:bottom].any(axis=0)
+
+
+def _text_band(row_ink: np.ndarray) -> tuple[int, int]:
+    """Rows [top, bottom) of the run of inked rows holding the most ink: the line itself,
+    not the slivers of neighbouring lines a generous detector box may take in."""
+    inked = row_ink >= TEXT_BAND_SHARE * row_ink.max()
+    best, best_ink, start = (0, row_ink.size), -1.0, None
+    for row, is_inked in enumerate([*inked, False]):
+        if is_inked and start is None:
+            start = row
+        elif not is_inked and start is not None:
+            run_ink = float(row_ink[start:row].sum())
+            if run_ink > best_ink:
+                best, best_ink = (start, row), run_ink
+            start = None
+    return best
 
 
 def _character_pitch(text: str, char_x: Sequence[float]) -> float:

@@ -1,0 +1,73 @@
+"""Word spaces put back from the ink gaps of a rendered line crop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from utils.ocr_spacing import blank_columns, respace
+
+FONT_SIZE = 28
+MARGIN = 6
+
+
+def _font() -> ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=FONT_SIZE)
+
+
+def render_line(printed: str) -> tuple[np.ndarray, list[float]]:
+    """A grey line crop of ``printed`` and the x centre of each non-space character."""
+    font = _font()
+    width = int(font.getlength(printed)) + 2 * MARGIN
+    image = Image.new("L", (width, FONT_SIZE + 2 * MARGIN), 235)
+    ImageDraw.Draw(image).text((MARGIN, MARGIN), printed, fill=20, font=font)
+    centres = []
+    for index, char in enumerate(printed):
+        if char.isspace():
+            continue
+        left = MARGIN + font.getlength(printed[:index])
+        centres.append(left + font.getlength(char) / 2)
+    return np.asarray(image), centres
+
+
+@pytest.mark.parametrize(
+    ("printed", "read"),
+    [
+        ("TAX  INVOICE", "TAXINVOICE"),
+        ("SANYU  STATIONERY  SHOP", "SANYUSTATIONERYSHOP"),
+        ("TEL:  03-40210276", "TEL:03-40210276"),
+        ("AMOUNT  (RM)", "AMOUNT(RM)"),
+    ],
+)
+def test_missing_space_is_put_back_where_the_crop_shows_a_gap(printed, read):
+    gray, centres = render_line(printed)
+    assert respace(read, centres, gray) == " ".join(printed.split())
+
+
+@pytest.mark.parametrize("printed", ["DATE:25/12/2018", "12.50", "INVOICE", "RM1,234.00"])
+def test_text_without_visual_gaps_is_unchanged(printed):
+    gray, centres = render_line(printed)
+    assert respace(printed, centres, gray) == printed
+
+
+def test_spaces_the_recogniser_read_are_kept():
+    gray, centres = render_line("TOTAL  12.50")
+    assert respace("TOTAL 12.50", centres, gray) == "TOTAL 12.50"
+
+
+def test_inconsistent_positions_leave_the_text_alone():
+    gray, centres = render_line("TAX  INVOICE")
+    assert respace("TAXINVOICE", centres[:-1], gray) == "TAXINVOICE"
+
+
+def test_a_blank_crop_has_no_ink_evidence():
+    assert blank_columns(np.full((30, 100), 200, dtype=np.uint8)) is None
+    assert respace("AB", [10.0, 50.0], np.full((30, 100), 200, dtype=np.uint8)) == "AB"
+
+
+def test_ink_from_a_neighbouring_line_does_not_fill_a_gap():
+    gray, centres = render_line("TAX  INVOICE")
+    crop = gray.copy()
+    crop[:2, :] = 20  # a sliver of the line above, cut by a generous detector box
+    assert respace("TAXINVOICE", centres, crop) == "TAX INVOICE"
