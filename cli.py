@@ -3,6 +3,8 @@
     python cli.py config check [FILE]
     python cli.py cache stats|clear [--config FILE]
     python cli.py ocr [--engine ID] [--template NAME] [--format text|markdown|json] FILE...
+    python cli.py chat [--model ID] [--image FILE]... "question"
+    python cli.py models list [--json] | models download ID
 
 Exit status 0 on success, 1 when the command failed (the message says why),
 2 for a usage error.
@@ -38,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_commands(commands)
     _add_cache_commands(commands)
     _add_ocr_command(commands)
+    _add_chat_command(commands)
+    _add_models_commands(commands)
     return parser
 
 
@@ -78,6 +82,33 @@ def _add_ocr_command(commands: argparse._SubParsersAction) -> None:
     ocr.set_defaults(handler=cmd_ocr)
 
 
+def _add_chat_command(commands: argparse._SubParsersAction) -> None:
+    chat = commands.add_parser("chat", help="ask a vision-language model about images")
+    chat.add_argument("question")
+    chat.add_argument("--model", help="catalog id of a chat model (default: first chat model)")
+    chat.add_argument("--image", action="append", default=[], metavar="FILE", help="repeatable")
+    chat.add_argument("--system", default="", help="system prompt")
+    chat.add_argument("--max-tokens", type=int, default=512)
+    chat.add_argument("--temperature", type=float, default=0.0)
+    chat.add_argument("--top-p", type=float, default=1.0)
+    chat.add_argument("--conversation", help="continue this saved conversation")
+    _profile_option(chat)
+    chat.set_defaults(handler=cmd_chat)
+
+
+def _add_models_commands(commands: argparse._SubParsersAction) -> None:
+    models = commands.add_parser("models", help="the model catalog")
+    sub = models.add_subparsers(required=True, metavar="ACTION")
+    listing = sub.add_parser("list", help="every catalog entry and whether it can run here")
+    listing.add_argument("--json", action="store_true")
+    _profile_option(listing)
+    listing.set_defaults(handler=cmd_models_list)
+    download = sub.add_parser("download", help="fetch a model into the Hugging Face cache")
+    download.add_argument("model", help="catalog id or Hugging Face repo id")
+    _profile_option(download)
+    download.set_defaults(handler=cmd_models_download)
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     loaded = load_config(args.file)
     chain = " <- ".join(str(p) for p in loaded.chain)
@@ -109,6 +140,24 @@ def cmd_ocr(args: argparse.Namespace) -> int:
     from cli_ocr import run_ocr_command
 
     return run_ocr_command(args, load_config(args.config).config)
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from cli_chat import run_chat_command
+
+    return run_chat_command(args, load_config(args.config).config)
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from cli_models import run_models_list
+
+    return run_models_list(args, load_config(args.config).config)
+
+
+def cmd_models_download(args: argparse.Namespace) -> int:
+    from cli_models import run_models_download
+
+    return run_models_download(args, load_config(args.config).config)
 
 
 if __name__ == "__main__":

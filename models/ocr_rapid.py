@@ -76,6 +76,12 @@ class RapidOcrOptions(BaseModel):
     max_side_len: int = Field(
         default=2000, ge=64, le=10000, description="Pages are downscaled to this long side first."
     )
+    min_side_len: int = Field(
+        default=30,
+        ge=1,
+        le=4096,
+        description="Pages are upscaled to this short side first (small text reads better).",
+    )
     intra_op_threads: int = Field(
         default=-1, ge=-1, description="onnxruntime threads per operator; -1 = all cores."
     )
@@ -95,6 +101,7 @@ class RapidOcrOptions(BaseModel):
             "Global.text_score": self.text_score,
             "Global.use_cls": self.use_angle_cls,
             "Global.max_side_len": self.max_side_len,
+            "Global.min_side_len": self.min_side_len,
             # Per-character CTC positions, the evidence ``respace`` needs.
             "Global.return_word_box": self.respace,
             "Det.engine_type": onnxruntime,

@@ -11,14 +11,15 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.chat_types import ChatBackend
 from models.config import AppConfig, ModelEntry
 from models.ocr_base import OcrEngine
 from utils.errors import ModelUnavailable
 
 
 @dataclass(frozen=True)
-class EngineStatus:
-    """Whether an OCR engine can run here, and what to do if it cannot."""
+class ModelStatus:
+    """Whether a model or engine can run here, and what to do if it cannot."""
 
     model_id: str
     display_name: str
@@ -36,8 +37,16 @@ def ocr_model_ids(config: AppConfig) -> list[str]:
     return sorted(ids, key=lambda key: key != config.ocr.engine)
 
 
-def create_ocr_engine(model_id: str, config: AppConfig) -> OcrEngine:
-    """The shared engine for a catalog id; raises ``ModelUnavailable`` with the fix."""
+def chat_model_ids(config: AppConfig) -> list[str]:
+    """Catalog entries that can chat (task chat or both)."""
+    return [key for key, m in config.models.items() if m.task != "ocr" and m.enabled]
+
+
+def create_ocr_engine(model_id: str, config: AppConfig, preset: str = "text") -> OcrEngine:
+    """The shared engine for a catalog id; raises ``ModelUnavailable`` with the fix.
+
+    ``preset`` picks the prompt when the engine is a VLM (text, markdown, table).
+    """
     entry = _entry(model_id, config)
     if entry.backend == "rapidocr":
         from models.ocr_rapid import get_rapidocr_engine
@@ -45,17 +54,51 @@ def create_ocr_engine(model_id: str, config: AppConfig) -> OcrEngine:
         return get_rapidocr_engine(config.ocr.rapidocr)
     if entry.backend == "tesseract":
         return _tesseract_engine(config)
+    if entry.task == "chat":
+        raise ModelUnavailable(
+            f"'{entry.display_name}' is a chat model, not an OCR engine",
+            hint="set `task: both` for it in the profile to use it on the OCR page",
+        )
+    from models.vlm_ocr import VlmOcrEngine
+
+    return VlmOcrEngine(model_id, create_chat_backend(model_id, config), entry, preset=preset)
+
+
+def create_chat_backend(model_id: str, config: AppConfig) -> ChatBackend:
+    """The shared backend for a chat-capable catalog id (loads an in-process model)."""
+    entry = _entry(model_id, config)
+    if entry.backend == "transformers":
+        from models.hf_vlm import load_backend
+
+        return load_backend(model_id, entry, config.runtime)
+    if entry.backend == "openai":
+        return _openai_backend(model_id, entry, config)
     raise ModelUnavailable(
-        f"'{entry.display_name}' cannot be used as an OCR engine in this version",
-        hint="choose RapidOCR or Tesseract; VLM engines arrive with the VLM backends",
+        f"'{entry.display_name}' is an OCR engine and cannot chat",
+        hint="pick a vision-language model in the model list",
     )
 
 
-def ocr_engine_status(model_id: str, config: AppConfig) -> EngineStatus:
-    """Availability without loading anything heavy (RapidOCR: files present)."""
+_OPENAI_BACKENDS: dict[str, ChatBackend] = {}
+
+
+def _openai_backend(model_id: str, entry: ModelEntry, config: AppConfig) -> ChatBackend:
+    from models.openai_compat import OpenAICompatBackend
+
+    endpoint = config.endpoints[entry.endpoint or ""]
+    key = f"{model_id}:{entry.model_dump_json()}:{endpoint.model_dump_json()}"
+    with _LOCK:
+        if key not in _OPENAI_BACKENDS:
+            _OPENAI_BACKENDS[key] = OpenAICompatBackend(model_id, entry, endpoint)
+        return _OPENAI_BACKENDS[key]
+
+
+def model_status(model_id: str, config: AppConfig) -> ModelStatus:
+    """Availability without loading anything heavy: engine installed, weights in the
+    local cache, or server reachable. Servers are probed, so callers cache this."""
     entry = _entry(model_id, config)
     available, detail = _probe(entry, config)
-    return EngineStatus(model_id, entry.display_name, available, detail)
+    return ModelStatus(model_id, entry.display_name, available, detail)
 
 
 def _probe(entry: ModelEntry, config: AppConfig) -> tuple[bool, str]:
@@ -65,7 +108,35 @@ def _probe(entry: ModelEntry, config: AppConfig) -> tuple[bool, str]:
         from models.ocr_tesseract import tesseract_status
 
         return tesseract_status(config.ocr.tesseract.tesseract_cmd)
-    return False, "VLM OCR engines are not available in this version"
+    if entry.backend == "transformers":
+        return _local_weights_status(entry)
+    return _endpoint_status(entry, config)
+
+
+def _local_weights_status(entry: ModelEntry) -> tuple[bool, str]:
+    from models.hub import resolve_model_path
+
+    try:
+        path = resolve_model_path(entry.source or "")
+    except ModelUnavailable as exc:
+        return False, str(exc)
+    return True, f"weights at {path}"
+
+
+def _endpoint_status(entry: ModelEntry, config: AppConfig) -> tuple[bool, str]:
+    from models.openai_compat import probe_endpoint
+
+    endpoint = config.endpoints[entry.endpoint or ""]
+    status = probe_endpoint(endpoint)
+    if not status.reachable or status.error:
+        return False, f"{endpoint.base_url}: {status.error or 'unreachable'}"
+    served = entry.served_name or entry.source
+    if served and status.models and served not in status.models:
+        return (
+            False,
+            f"{endpoint.base_url} does not serve {served} (serves: {', '.join(status.models)})",
+        )
+    return True, f"{endpoint.base_url} answered in {status.latency_ms:.0f} ms"
 
 
 def _rapidocr_status() -> tuple[bool, str]:

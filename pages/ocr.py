@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from models.registry import ocr_engine_status, ocr_model_ids
+from models.registry import model_status, ocr_model_ids
 from utils.documents import load_document
 from utils.drawing import draw_boxes
 from utils.errors import AppError
@@ -38,7 +38,7 @@ def _engine_statuses(profile_sha: str) -> dict[str, tuple[bool, str, str]]:
     return {
         mid: (s.available, s.detail, s.display_name)
         for mid in ocr_model_ids(config)
-        for s in [ocr_engine_status(mid, config)]
+        for s in [model_status(mid, config)]
     }
 
 

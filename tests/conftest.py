@@ -27,3 +27,36 @@ def temp_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     )
     monkeypatch.setenv("CHATVLM_CONFIG", str(profile))
     return profile
+
+
+@pytest.fixture(scope="session")
+def tiny_vlms(tmp_path_factory: pytest.TempPathFactory):
+    """Tiny random-weight VLMs built locally on first use (see tests/helpers/tiny_vlms.py)."""
+    from tests.helpers.tiny_vlms import TinyVlmFolders
+
+    return TinyVlmFolders(tmp_path_factory.mktemp("tiny_vlms"))
+
+
+@pytest.fixture
+def chat_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_vlms) -> Path:
+    """config.yaml plus a tiny Qwen2-VL chat model, data folders in tmp_path, made active."""
+    folder = tiny_vlms("qwen2_vl")
+    profile = tmp_path / "chat_profile.yaml"
+    profile.write_text(
+        f"extends: {REPO_ROOT / 'config.yaml'}\n"
+        "app:\n"
+        f"  data_dir: {tmp_path / 'results'}\n"
+        f"  cache_dir: {tmp_path / 'cache'}\n"
+        "models:\n"
+        "  tiny_qwen:\n"
+        "    display_name: Tiny Qwen2-VL\n"
+        "    backend: transformers\n"
+        "    task: both\n"
+        f"    source: {folder}\n"
+        "    dtype: float32\n"
+        "    device_map: cpu\n"
+        "    max_new_tokens: 8\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("CHATVLM_CONFIG", str(profile))
+    return profile

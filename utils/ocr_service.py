@@ -31,7 +31,7 @@ from utils.storage import VersionedRecord
 logger = logging.getLogger(__name__)
 
 # Bump when the pipeline's output changes for the same input, so old cache entries miss.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 CACHE_NAMESPACE = "ocr"
 
 

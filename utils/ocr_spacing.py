@@ -21,10 +21,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-MIN_SPACE_PITCHES = 0.75
+MIN_SPACE_PITCHES = 0.85
 """A blank run this many character pitches wide is a word space. In a monospaced
-receipt font a space leaves about 1.2 pitches blank and the widest gap inside a
-word (next to '.', ':' or 'I') about 0.5; proportional fonts sit inside that range."""
+receipt font a space leaves about 1.2 pitches blank, while a narrow glyph inside a
+word (':', '.', 'I') leaves up to about 0.7 on each side of it; proportional fonts
+sit in between, so only their wider spaces are found. (0.85 was the best of
+0.45-1.0 on the SROIE receipts: lower splits words at narrow glyphs.)"""
 
 TEXT_BAND_SHARE = 0.15
 """Rows with at least this share of the busiest row's ink belong to the text line;
@@ -54,7 +56,6 @@ def respace(text: str, char_x: Sequence[float], gray: np.ndarray) -> str:
     pitch = _character_pitch(text, char_x)
     if pitch <= 0:
         return text
-    min_run = MIN_SPACE_PITCHES * pitch
     out: list[str] = []
     index = -1
     for position, char in enumerate(text):
@@ -63,7 +64,7 @@ def respace(text: str, char_x: Sequence[float], gray: np.ndarray) -> str:
             continue
         index += 1
         follows_char = position > 0 and not text[position - 1].isspace()
-        if follows_char and _longest_run(blank, char_x[index - 1], char_x[index]) >= min_run:
+        if follows_char and _gap_is_space(blank, char_x[index - 1], char_x[index], pitch):
             out.append(" ")
         out.append(char)
     return "".join(out)
@@ -110,12 +111,24 @@ def _character_pitch(text: str, char_x: Sequence[float]) -> float:
     return statistics.median(distances) if distances else 0.0
 
 
-def _longest_run(blank: np.ndarray, start: float, end: float) -> int:
-    """Longest run of blank columns strictly between two x positions."""
+def _gap_is_space(blank: np.ndarray, start: float, end: float, pitch: float) -> bool:
+    """Whether the widest blank run between two character peaks is a word space."""
+    left, right = _longest_run(blank, start, end)
+    return right - left >= MIN_SPACE_PITCHES * pitch
+
+
+def _longest_run(blank: np.ndarray, start: float, end: float) -> tuple[int, int]:
+    """[left, right) of the longest run of blank columns strictly between two x positions."""
     lo = max(int(round(start)) + 1, 0)
     hi = min(int(round(end)), blank.size)
-    longest = current = 0
-    for is_blank in blank[lo:hi]:
-        current = current + 1 if is_blank else 0
-        longest = max(longest, current)
-    return longest
+    best = (lo, lo)
+    run_start = None
+    for column in range(lo, hi + 1):
+        is_blank = column < hi and bool(blank[column])
+        if is_blank and run_start is None:
+            run_start = column
+        elif not is_blank and run_start is not None:
+            if column - run_start > best[1] - best[0]:
+                best = (run_start, column)
+            run_start = None
+    return best

@@ -1,0 +1,531 @@
+"""Loaded models, shared by every session: load once, stay within budgets, free on demand.
+
+A loaded VLM takes gigabytes, and Streamlit runs each browser session in its own
+thread, so models live here, process-wide, keyed by the caller (a config hash).
+``get_or_load`` loads a key once however many threads ask; before a load it
+unloads least-recently-used models until the estimate fits the RAM or GPU
+budget and ``max_loaded``. Budgets are bookkeeping on estimates
+(``estimate_model_bytes``), not measurements: they keep a laptop from swapping
+itself to death, they do not replace the OOM handling.
+
+torch is never imported here: GPU facts are read only when the loaders have
+already imported it.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import psutil
+
+from utils.errors import GenerationError, ModelUnavailable
+
+if TYPE_CHECKING:
+    from models.config import RuntimeSettings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+GIB = 1024**3
+RAM_BUDGET_SHARE = 0.8  # of the RAM available when the manager is created
+VRAM_BUDGET_SHARE = 0.9  # of each GPU's total memory
+RUNTIME_OVERHEAD = 1.2  # buffers, activations, allocator slack on top of the weights
+# bitsandbytes quantizes Linear layers; embeddings, norms and lm_head stay in the
+# compute dtype. In small VLMs they are roughly a tenth of the parameters.
+UNQUANTIZED_SHARE = 0.1
+QUANTIZED_BYTES_PER_PARAM = {"8bit": 1.0, "4bit": 0.5}
+DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2, "float64": 8}
+_MAX_SAFETENSORS_HEADER = 100 * 1024**2
+# device_map values that let accelerate place the model: on the GPU when there is one.
+_PLACED_BY_ACCELERATE = {"auto", "balanced", "balanced_low_0", "sequential"}
+
+
+# --- estimates ---------------------------------------------------------------------------
+
+
+def estimate_model_bytes(path: Path, dtype: str, quantization: str) -> int:
+    """Memory a model in ``path`` needs once loaded with ``dtype`` and ``quantization``.
+
+    From the weight files' sizes and the stored dtype (safetensors headers, else
+    config.json), scaled to the target dtype ("auto" keeps the stored one) or to
+    8-/4-bit, plus ``RUNTIME_OVERHEAD``. 0 when the folder holds no weight files.
+    """
+    files = weight_files(Path(path))
+    stored_bytes = sum(f.stat().st_size for f in files)
+    if stored_bytes == 0:
+        return 0
+    config = _read_config(Path(path))
+    if config.get("quantization_config"):
+        # A pre-quantized checkpoint (bnb, AWQ, GPTQ) loads at the size it is stored.
+        return int(stored_bytes * RUNTIME_OVERHEAD)
+    params = _safetensors_parameter_count(files) or stored_bytes / _stored_dtype_bytes(config)
+    stored_per_param = stored_bytes / params
+    per_param = DTYPE_BYTES.get(dtype, stored_per_param)  # "auto" keeps what is stored
+    if quantization in QUANTIZED_BYTES_PER_PARAM:
+        quantized = QUANTIZED_BYTES_PER_PARAM[quantization]
+        per_param = (1 - UNQUANTIZED_SHARE) * quantized + UNQUANTIZED_SHARE * per_param
+    return int(params * per_param * RUNTIME_OVERHEAD)
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The files transformers would load: *.safetensors, else *.bin checkpoints."""
+    if not folder.is_dir():
+        return []
+    safetensors = sorted(folder.glob("*.safetensors"))
+    if safetensors:
+        return safetensors
+    return sorted(p for p in folder.glob("*.bin") if p.name != "training_args.bin")
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _stored_dtype_bytes(config: dict[str, Any]) -> float:
+    """Bytes per parameter the checkpoint was saved with, per config.json."""
+    for section in (config, config.get("text_config") or {}):
+        for key in ("dtype", "torch_dtype"):
+            value = section.get(key) if isinstance(section, dict) else None
+            if isinstance(value, str) and value.removeprefix("torch.") in DTYPE_BYTES:
+                return DTYPE_BYTES[value.removeprefix("torch.")]
+    return 4  # checkpoints saved without a dtype were float32 by convention
+
+
+def _safetensors_parameter_count(files: list[Path]) -> int | None:
+    """Exact parameter count from safetensors headers; None if any file is not one."""
+    total = 0
+    for path in files:
+        count = _safetensors_file_parameters(path) if path.suffix == ".safetensors" else None
+        if count is None:
+            return None
+        total += count
+    return total or None
+
+
+def _safetensors_file_parameters(path: Path) -> int | None:
+    """Elements in one safetensors file, read from its JSON header (8-byte length first)."""
+    try:
+        with path.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if not 0 < length <= min(_MAX_SAFETENSORS_HEADER, path.stat().st_size - 8):
+                return None
+            header = json.loads(handle.read(length))
+    except (OSError, ValueError, struct.error):
+        return None
+    if not isinstance(header, dict):
+        return None
+    count = 0
+    for name, tensor in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            elements = 1
+            for dim in tensor["shape"]:
+                elements *= int(dim)
+        except (TypeError, KeyError, ValueError):
+            return None
+        count += elements
+    return count
+
+
+# --- memory pools ------------------------------------------------------------------------
+
+
+def memory_pool(device: str) -> str:
+    """Which budget a model on ``device`` counts against: "ram" or "cuda:N"."""
+    name = device.strip().lower()
+    if name.startswith("cuda"):
+        index = name.partition(":")[2] or "0"
+        return f"cuda:{index}"
+    if name in _PLACED_BY_ACCELERATE and _cuda_available():
+        return "cuda:0"
+    return "ram"
+
+
+def _loaded_torch() -> Any | None:
+    """torch if something already imported it; importing it here would cost seconds."""
+    return sys.modules.get("torch")
+
+
+def _cuda_available() -> bool:
+    torch = _loaded_torch()
+    try:
+        return bool(torch is not None and torch.cuda.is_available())
+    except Exception:  # a broken CUDA setup must not break bookkeeping
+        return False
+
+
+def _default_vram_budget(pool: str) -> int | None:
+    """90% of the card behind ``pool``; None (no limit known) without torch+CUDA."""
+    if not _cuda_available():
+        return None
+    try:
+        total = _loaded_torch().cuda.get_device_properties(int(pool.split(":")[1])).total_memory
+    except Exception:
+        return None
+    return int(total * VRAM_BUDGET_SHARE)
+
+
+def _free_memory() -> None:
+    """Collect garbage and hand cached GPU blocks back, so the memory shows as free."""
+    gc.collect()
+    if _cuda_available():
+        try:
+            _loaded_torch().cuda.empty_cache()
+        except Exception as exc:
+            logger.debug("torch.cuda.empty_cache failed: %s", exc)
+
+
+def format_bytes(count: float) -> str:
+    if count >= GIB / 10:
+        return f"{count / GIB:.1f} GiB"
+    return f"{count / 1024**2:.0f} MiB"
+
+
+def _pool_name(pool: str) -> str:
+    return "RAM" if pool == "ram" else f"GPU memory on {pool}"
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """MemoryError or torch's OutOfMemoryError (by name: torch may not be imported)."""
+    current: BaseException | None = exc
+    for _ in range(3):  # loaders sometimes wrap the OOM once or twice
+        if current is None:
+            return False
+        names = {cls.__name__ for cls in type(current).__mro__}
+        if isinstance(current, MemoryError) or "OutOfMemoryError" in names:
+            return True
+        current = current.__cause__
+    return False
+
+
+# --- the manager -------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedModelInfo:
+    """One loaded model, as the Models page shows it."""
+
+    key: str
+    label: str
+    device: str
+    bytes: int  # the estimate it was admitted with
+    load_seconds: float
+    last_used: float  # time.monotonic()
+    loaded_at: str  # wall clock, ISO 8601 UTC
+
+
+@dataclass
+class _Entry:
+    obj: Any
+    info: LoadedModelInfo
+    pool: str
+
+
+@dataclass
+class _Pending:
+    """A load in flight: its reserved room, and the result other callers wait on."""
+
+    pool: str
+    bytes: int
+    future: Future = field(default_factory=Future)
+
+
+class ModelManager:
+    """Process-wide registry of loaded models with LRU eviction under budgets.
+
+    One condition variable guards the bookkeeping; loads and releases run
+    outside it, so a slow load of one key never blocks users of another.
+    """
+
+    def __init__(
+        self, max_loaded: int, ram_budget_bytes: int | None, vram_budget_bytes: int | None
+    ) -> None:
+        self._cond = threading.Condition()
+        self._entries: dict[str, _Entry] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._default_ram_budget = int(psutil.virtual_memory().available * RAM_BUDGET_SHARE)
+        self._max_loaded = max_loaded
+        self._ram_budget = ram_budget_bytes or self._default_ram_budget
+        self._vram_budget = vram_budget_bytes
+
+    # public API
+
+    def configure(
+        self, max_loaded: int, ram_budget_bytes: int | None, vram_budget_bytes: int | None
+    ) -> None:
+        """New limits (the profile changed); unloads LRU models the new limits exclude."""
+        with self._cond:
+            self._max_loaded = max_loaded
+            self._ram_budget = ram_budget_bytes or self._default_ram_budget
+            self._vram_budget = vram_budget_bytes
+            evicted = self._evict_over_limits()
+            self._cond.notify_all()
+        self._release(evicted, reason="limits changed")
+
+    def get_or_load(
+        self, key: str, load: Callable[[], T], estimate_bytes: int, device: str, label: str
+    ) -> T:
+        """The object loaded under ``key``, calling ``load`` only if no one has yet.
+
+        Concurrent callers of one key wait for the single load in flight and get
+        its object or its exception. Raises ``ModelUnavailable`` if the estimate
+        cannot fit the budget even alone, ``GenerationError`` if the load runs
+        out of memory; other loader errors propagate unchanged.
+        """
+        evicted: list[_Entry] = []
+        try:
+            with self._cond:
+                found, ticket, ours = self._claim(key, estimate_bytes, device, label, evicted)
+        finally:
+            self._release(evicted, reason=f"room for {label}")
+        if found is not None:
+            return found.obj
+        if not ours:
+            return ticket.future.result()  # the same object, or the loader's exception
+        return self._load(key, load, ticket, device, label)
+
+    def unload(self, key: str) -> bool:
+        """Drop ``key`` (closing it); False if it is not loaded."""
+        with self._cond:
+            entry = self._entries.pop(key, None)
+            self._cond.notify_all()
+        if entry is None:
+            return False
+        self._release([entry], reason="unload requested")
+        return True
+
+    def unload_all(self) -> int:
+        """Drop every loaded model; returns how many there were."""
+        with self._cond:
+            entries = list(self._entries.values())
+            self._entries.clear()
+            self._cond.notify_all()
+        count = len(entries)
+        self._release(entries, reason="unload all")
+        return count
+
+    def loaded(self) -> list[LoadedModelInfo]:
+        """Snapshots of the loaded models, most recently used first."""
+        with self._cond:
+            infos = [replace(entry.info) for entry in self._entries.values()]
+        return sorted(infos, key=lambda info: info.last_used, reverse=True)
+
+    def touch(self, key: str) -> None:
+        """Mark ``key`` as just used, so LRU eviction picks others first."""
+        with self._cond:
+            entry = self._entries.get(key)
+            if entry is not None:
+                entry.info.last_used = time.monotonic()
+
+    def handle_oom(self, key: str) -> None:
+        """After an out-of-memory error while using ``key``: unload it and free memory."""
+        logger.warning("out of memory with %s: unloading it", key)
+        if not self.unload(key):
+            _free_memory()
+
+    # admission
+
+    def _claim(
+        self, key: str, estimate: int, device: str, label: str, evicted: list[_Entry]
+    ) -> tuple[_Entry | None, _Pending | None, bool]:
+        """Under the lock: (entry, None, False) | (None, in flight, False) | (None, ours, True).
+
+        Evicts LRU models into ``evicted`` until the estimate fits; waits while
+        loads in flight hold the room it needs.
+        """
+        while True:
+            entry = self._entries.get(key)
+            if entry is not None:
+                entry.info.last_used = time.monotonic()
+                return entry, None, False
+            in_flight = self._pending.get(key)
+            if in_flight is not None:
+                return None, in_flight, False
+            pool = memory_pool(device)
+            self._require_fits_alone(pool, estimate, label)
+            while not self._fits(pool, estimate) and self._evict_lru(
+                pool, self._at_max_loaded(), evicted
+            ):
+                pass
+            if self._fits(pool, estimate):
+                ticket = _Pending(pool=pool, bytes=estimate)
+                self._pending[key] = ticket
+                return None, ticket, True
+            self._cond.wait()  # only loads in flight are in the way: wait for one to land
+
+    def _require_fits_alone(self, pool: str, estimate: int, label: str) -> None:
+        budget = self._budget(pool)
+        if budget is None or estimate <= budget:
+            return
+        setting = "ram_budget_gb" if pool == "ram" else "vram_budget_gb"
+        raise ModelUnavailable(
+            f"{label} needs about {format_bytes(estimate)} of {_pool_name(pool)}, "
+            f"but the budget is {format_bytes(budget)}",
+            hint="set `quantization: 4bit` in the model's profile entry, use a smaller model, "
+            f"or serve it with vLLM/Ollama (backend: openai); raise runtime.{setting} only if "
+            "the machine really has the room",
+        )
+
+    def _budget(self, pool: str) -> int | None:
+        if pool == "ram":
+            return self._ram_budget
+        return self._vram_budget or _default_vram_budget(pool)
+
+    def _used(self, pool: str) -> int:
+        loaded = sum(e.info.bytes for e in self._entries.values() if e.pool == pool)
+        return loaded + sum(p.bytes for p in self._pending.values() if p.pool == pool)
+
+    def _at_max_loaded(self) -> bool:
+        return len(self._entries) + len(self._pending) >= self._max_loaded
+
+    def _fits(self, pool: str, estimate: int) -> bool:
+        if self._at_max_loaded():
+            return False
+        budget = self._budget(pool)
+        return budget is None or self._used(pool) + estimate <= budget
+
+    def _evict_lru(self, pool: str, any_pool: bool, evicted: list[_Entry]) -> bool:
+        """Pop the least recently used model of ``pool`` (or of any); False if none is left."""
+        candidates = [e for e in self._entries.values() if any_pool or e.pool == pool]
+        if not candidates:
+            return False
+        victim = min(candidates, key=lambda e: e.info.last_used)
+        del self._entries[victim.info.key]
+        evicted.append(victim)
+        return True
+
+    def _evict_over_limits(self) -> list[_Entry]:
+        evicted: list[_Entry] = []
+        while len(self._entries) > self._max_loaded:
+            self._evict_lru("", True, evicted)
+        for pool in {e.pool for e in self._entries.values()}:
+            budget = self._budget(pool)
+            while budget is not None and self._used(pool) > budget:
+                if not self._evict_lru(pool, False, evicted):
+                    break
+        return evicted
+
+    # loading and releasing
+
+    def _load(
+        self, key: str, load: Callable[[], T], ticket: _Pending, device: str, label: str
+    ) -> T:
+        logger.info("loading %s (%s) on %s, ~%s", label, key, device, format_bytes(ticket.bytes))
+        started = time.perf_counter()
+        try:
+            obj = load()
+        except BaseException as exc:
+            error = self._failed_load_error(exc, label)
+            with self._cond:
+                del self._pending[key]
+                self._cond.notify_all()
+            ticket.future.set_exception(error)
+            if error is not exc:
+                logger.error("out of memory while loading %s: unloading every model", label)
+                self.unload_all()
+                raise error from exc
+            raise
+        seconds = time.perf_counter() - started
+        info = LoadedModelInfo(
+            key=key,
+            label=label,
+            device=device,
+            bytes=ticket.bytes,
+            load_seconds=seconds,
+            last_used=time.monotonic(),
+            loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        with self._cond:
+            del self._pending[key]
+            # Re-read the pool: "auto" means the GPU once the loader has imported torch.
+            self._entries[key] = _Entry(obj=obj, info=info, pool=memory_pool(device))
+            self._cond.notify_all()
+        ticket.future.set_result(obj)
+        logger.info("loaded %s in %.1f s", label, seconds)
+        return obj
+
+    @staticmethod
+    def _failed_load_error(exc: BaseException, label: str) -> BaseException:
+        """What callers see for a failed load: OOM becomes GenerationError, the rest as is."""
+        if not _is_out_of_memory(exc):
+            return exc
+        return GenerationError(
+            f"Out of memory while loading {label}",
+            hint="set `quantization: 4bit` (or 8bit) in the model's profile entry, use a smaller "
+            "model, lower runtime.max_loaded_models, or serve it with vLLM/Ollama",
+        )
+
+    @staticmethod
+    def _release(entries: list[_Entry], reason: str) -> None:
+        """Close and forget ``entries`` (outside the lock), then free the memory."""
+        if not entries:
+            return
+        while entries:
+            entry = entries.pop()
+            logger.info(
+                "unloading %s (%s, ~%s): %s",
+                entry.info.label,
+                entry.info.key,
+                format_bytes(entry.info.bytes),
+                reason,
+            )
+            _close(entry.obj)
+            del entry  # the manager's last reference, so gc below can free it
+        _free_memory()
+
+
+def _close(obj: Any) -> None:
+    """Call the object's own ``close()`` or ``unload()``; a failure there is only logged."""
+    for name in ("close", "unload"):
+        method = getattr(obj, name, None)
+        if callable(method):
+            try:
+                method()
+            except Exception as exc:
+                logger.warning("%s.%s() failed: %s", type(obj).__name__, name, exc)
+            return
+
+
+# --- the process-wide manager ------------------------------------------------------------
+
+_MANAGER: ModelManager | None = None
+_MANAGER_LIMITS: tuple[int, int | None, int | None] | None = None
+_MANAGER_LOCK = threading.Lock()
+
+
+def get_manager(runtime: RuntimeSettings) -> ModelManager:
+    """The one manager of this process, re-configured when ``runtime`` changes."""
+    global _MANAGER, _MANAGER_LIMITS
+    limits = (
+        runtime.max_loaded_models,
+        _gib_to_bytes(runtime.ram_budget_gb),
+        _gib_to_bytes(runtime.vram_budget_gb),
+    )
+    with _MANAGER_LOCK:
+        if _MANAGER is None:
+            _MANAGER = ModelManager(*limits)
+        elif limits != _MANAGER_LIMITS:
+            _MANAGER.configure(*limits)
+        _MANAGER_LIMITS = limits
+        return _MANAGER
+
+
+def _gib_to_bytes(gib: float | None) -> int | None:
+    return None if gib is None else int(gib * GIB)
