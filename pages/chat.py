@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import streamlit as st
+
+import ui
+from models.chat_types import GenerationParams
+from models.registry import chat_model_ids, create_chat_backend, model_status
+from utils.chat_service import new_user_message, stream_answer
 from utils.chat_store import (
     ChatStore,
     Conversation,
@@ -10,11 +15,6 @@ from utils.chat_store import (
     replace_last_question,
     truncate_for_regenerate,
 )
-
-import ui
-from models.chat_types import GenerationParams
-from models.registry import chat_model_ids, create_chat_backend, model_status
-from utils.chat_service import new_user_message, stream_answer
 from utils.errors import AppError
 from utils.ocr_service import document_limits
 from utils.safe_markdown import SafeStream, safe_markdown
