@@ -5,6 +5,7 @@
     python cli.py ocr [--engine ID] [--template NAME] [--format text|markdown|json] FILE...
     python cli.py chat [--model ID] [--image FILE]... "question"
     python cli.py models list [--json] | models download ID
+    python cli.py bench run|list|show|compare|rescore|rename|delete|sample ...
 
 Exit status 0 on success, 1 when the command failed (the message says why),
 2 for a usage error.
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ocr_command(commands)
     _add_chat_command(commands)
     _add_models_commands(commands)
+    _add_bench_commands(commands)
     return parser
 
 
@@ -77,6 +79,15 @@ def _add_ocr_command(commands: argparse._SubParsersAction) -> None:
     ocr.add_argument("--template", help="document template for fields (receipt, invoice, ...)")
     ocr.add_argument("--format", choices=["text", "markdown", "json"], default="text")
     ocr.add_argument("--deskew", action="store_true", help="straighten slightly rotated scans")
+    ocr.add_argument(
+        "--auto-rotate", action="store_true", help="turn sideways or upside-down pages upright"
+    )
+    ocr.add_argument(
+        "--preset",
+        choices=["text", "markdown", "table"],
+        default=None,
+        help="what a VLM engine is asked for (default: markdown for --format markdown)",
+    )
     ocr.add_argument("--no-cache", action="store_true", help="neither read nor write cache/")
     _profile_option(ocr)
     ocr.set_defaults(handler=cmd_ocr)
@@ -107,6 +118,44 @@ def _add_models_commands(commands: argparse._SubParsersAction) -> None:
     download.add_argument("model", help="catalog id or Hugging Face repo id")
     _profile_option(download)
     download.set_defaults(handler=cmd_models_download)
+
+
+def _add_bench_commands(commands: argparse._SubParsersAction) -> None:
+    bench = commands.add_parser("bench", help="benchmark OCR engines on a labelled set")
+    sub = bench.add_subparsers(required=True, metavar="ACTION", dest="bench_action")
+    run = sub.add_parser("run", help="run (or, with an existing --run-id, resume) a benchmark")
+    run.add_argument("--dataset", help="a folder, or 'builtin' (default: the profile's)")
+    run.add_argument("--format", choices=["auto", "sroie", "pairs"], default="auto")
+    run.add_argument(
+        "--engine", action="append", metavar="NAME[,NAME]", help="engines (catalog ids)"
+    )
+    run.add_argument("--limit", type=int, help="only the first N items")
+    run.add_argument("--run-id", help="resume this run (or start a new one with this id)")
+    run.add_argument("--template", help="field template for every item (default: per item)")
+    run.add_argument("--name", help="display name of a new run")
+    run.add_argument("--json", action="store_true")
+    listing = sub.add_parser("list", help="stored runs, newest first")
+    listing.add_argument("--json", action="store_true")
+    show = sub.add_parser("show", help="one run: settings, summary, failures")
+    show.add_argument("run")
+    show.add_argument("--json", action="store_true")
+    show.add_argument("--items", action="store_true", help="with --json: every item record")
+    compare = sub.add_parser("compare", help="runs side by side, deltas against the first")
+    compare.add_argument("runs", nargs="+", metavar="RUN")
+    compare.add_argument("--json", action="store_true")
+    rescore = sub.add_parser("rescore", help="recompute metrics from saved predictions")
+    rescore.add_argument("run")
+    rescore.add_argument("--json", action="store_true")
+    rename = sub.add_parser("rename", help="give a run a new display name")
+    rename.add_argument("run")
+    rename.add_argument("name")
+    delete = sub.add_parser("delete", help="delete a run and its records")
+    delete.add_argument("run")
+    sample = sub.add_parser("sample", help="write the built-in labelled set to a folder")
+    sample.add_argument("folder", metavar="DIR")
+    for action in (run, listing, show, compare, rescore, rename, delete, sample):
+        _profile_option(action)
+        action.set_defaults(handler=cmd_bench)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -158,6 +207,12 @@ def cmd_models_download(args: argparse.Namespace) -> int:
     from cli_models import run_models_download
 
     return run_models_download(args, load_config(args.config).config)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from cli_bench import run_bench_command
+
+    return run_bench_command(args, load_config(args.config))
 
 
 if __name__ == "__main__":

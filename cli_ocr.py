@@ -23,6 +23,8 @@ def run_ocr_command(args: argparse.Namespace, config: AppConfig) -> int:
         engine=args.engine or config.ocr.engine,
         template=args.template or config.ocr.template,
         deskew=args.deskew or config.ocr.deskew,
+        auto_rotate=args.auto_rotate or config.ocr.auto_rotate,
+        vlm_preset=args.preset or ("markdown" if args.format == "markdown" else "text"),
     )
     check_settings(settings, config)
     cache = None if args.no_cache else open_cache(config)

@@ -18,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from models.config import load_config  # noqa: E402
-from utils.datasets import sroie_items  # noqa: E402
+from utils.datasets import load_dataset  # noqa: E402
 from utils.fields import extract_fields  # noqa: E402
 from utils.metrics import field_correct  # noqa: E402
 
@@ -32,7 +32,7 @@ def main() -> int:
     parser.add_argument("--show", action="store_true", help="print every wrong field")
     args = parser.parse_args()
     template = load_config(REPO_ROOT / "config.yaml").config.templates["receipt"]
-    items = [i for i in sroie_items(args.data) if i.lines and i.fields]
+    items = [i for i in load_dataset(args.data, "sroie").scorable_items if i.lines and i.fields]
     hits: dict[str, list[bool]] = {name: [] for name in FIELDS}
     for item in items:
         found = extract_fields(template, item.lines)

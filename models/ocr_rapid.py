@@ -18,6 +18,12 @@ off, only a page turned clockwise by 90 degrees reads, the others give garbage.
 Per line the classifier is unreliable (on upright receipts it flips a few lines
 with scores up to 0.98), but a majority vote over a page's lines is a cheap and
 sound page orientation: ``RapidOcrEngine.page_quarter_turns``.
+
+Spaces: the recogniser often drops the space between two words ("TAXINVOICE").
+``RapidOcrEngine.ocr`` runs RapidOCR's steps one by one so that it keeps each
+line crop and the CTC position of each character, and ``utils.ocr_spacing`` puts
+a space back where the crop shows a blank run as wide as a character cell
+(word F1 on the 63 SROIE dev receipts 0.887 -> 0.906).
 """
 
 from __future__ import annotations
@@ -176,6 +182,8 @@ def quad_to_box(points: Any, width: int, height: int) -> Box:
 
 
 class _Output(NamedTuple):
+    """The three fields of RapidOCR's output that ``lines_from_output`` reads."""
+
     boxes: Any
     txts: Any
     scores: Any

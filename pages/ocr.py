@@ -7,7 +7,7 @@ import streamlit as st
 
 import ui
 from models.registry import model_status, ocr_model_ids
-from utils.documents import load_document
+from utils.documents import load_document, rotate_quarter
 from utils.drawing import draw_boxes
 from utils.errors import AppError
 from utils.exports import document_markdown, document_text, fields_csv, results_json
@@ -61,7 +61,11 @@ def settings_form() -> tuple[list, OcrSettings | None, str]:
             "Template", templates, index=default, format_func=lambda t: t or "none (text only)"
         )
         fmt = st.radio("Show", ["Text", "Markdown", "JSON"], horizontal=True)
+        preset = "markdown" if fmt == "Markdown" else "text"  # what a VLM engine is asked for
         deskew = st.checkbox("Straighten skewed scans", value=config.ocr.deskew)
+        auto_rotate = st.checkbox(
+            "Turn sideways or upside-down pages", value=config.ocr.auto_rotate
+        )
         limits = config.app.upload
         st.caption(
             f"Files up to {limits.max_file_mb:g} MB, {limits.max_megapixels:g} MP and "
@@ -74,7 +78,14 @@ def settings_form() -> tuple[list, OcrSettings | None, str]:
     if engine is None:
         st.error("No OCR engine is available. " + " ".join(d for _, d, _ in statuses.values()))
         return files, None, fmt
-    return files, OcrSettings(engine=engine, template=template, deskew=deskew), fmt
+    settings = OcrSettings(
+        engine=engine,
+        template=template,
+        deskew=deskew,
+        auto_rotate=auto_rotate,
+        vlm_preset=preset,
+    )
+    return files, settings, fmt
 
 
 def run_batch(files: list, settings: OcrSettings) -> str:
@@ -201,7 +212,8 @@ def show_boxes(doc: DocumentResult, page: PageResult) -> None:
     except (AppError, StopIteration):
         st.warning("The page image could not be rendered again.")
         return
-    st.image(draw_boxes(image.image, page.lines, scale=image.scale), width="stretch")
+    upright = rotate_quarter(image.image, page.quarter_turns)
+    st.image(draw_boxes(upright, page.lines, scale=image.scale), width="stretch")
 
 
 def previous_runs() -> None:

@@ -136,7 +136,7 @@ def test_one_failing_page_does_not_lose_the_others(
                 raise RuntimeError("engine crashed")
             return OcrResult(engine="flaky", width=image.width, height=image.height)
 
-    monkeypatch.setattr(ocr_service, "create_ocr_engine", lambda *_: FlakyEngine())
+    monkeypatch.setattr(ocr_service, "create_ocr_engine", lambda *_, **__: FlakyEngine())
     pages = [render_lines(["A"]), render_lines(["B"]), render_lines(["C"])]
     result = ocr_file(pdf_bytes(pages), "three.pdf", RAPID, config)
     assert [p.status for p in result.pages] == ["blank", "error", "blank"]
@@ -195,3 +195,63 @@ def test_exports_round_trip(receipt_result: DocumentResult) -> None:
     assert rows[1][0] == "receipt.png" and rows[1][4] == "10.00"
     assert rows[2][0] == "'=cmd|evil.png"  # a formula is never handed to a spreadsheet
     assert rows[2][-1] == "not an image"
+
+
+def test_deskew_boxes_map_back_onto_the_tilted_page() -> None:
+    """A box found on the straightened page lands on the same ink of the tilted page."""
+    from utils.ocr_service import _unrotate
+
+    page = Image.new("L", (600, 400), 255)
+    page.paste(0, (200, 150, 260, 190))  # the "ink"
+    tilted = page.rotate(4, expand=False, fillcolor=255)
+    straightened = tilted.rotate(-4, expand=True, fillcolor=255)
+    found = straightened.point(lambda v: 255 if v > 128 else 0).getbbox(alpha_only=False)
+    ink = Image.eval(straightened, lambda v: 255 - v).getbbox()
+    assert found is not None and ink is not None
+    mapped = _unrotate(ink, 4, straightened.size, tilted.size)
+    truth = Image.eval(tilted, lambda v: 255 - v).getbbox()
+    assert all(abs(a - b) <= 4 for a, b in zip(mapped, truth, strict=True)), (mapped, truth)
+
+
+@pytest.mark.slow
+def test_auto_rotate_reads_a_sideways_page(config: AppConfig) -> None:
+    upright = render_lines(["INVOICE 12345", "TOTAL 88.50"], size=(700, 300), font_size=36)
+    sideways = upright.rotate(90, expand=True)
+    settings = OcrSettings(engine="rapidocr", auto_rotate=True)
+    result = ocr_file(encode(sideways), "side.png", settings, config)
+    page = result.pages[0]
+    assert page.quarter_turns == 3  # three counter-clockwise turns undo one
+    assert (page.width, page.height) == (700, 300)
+    assert {"INVOICE", "12345", "TOTAL", "88.50"} <= _words(page.text)
+
+
+def test_engine_without_boxes_keeps_its_text_and_markdown(
+    config: AppConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """How a VLM engine's output flows through the pipeline."""
+    from models.ocr_base import OcrLine
+
+    class TextOnlyEngine:
+        name = "vlm:fake"
+
+        def ocr(self, image: Image.Image) -> OcrResult:
+            lines = [
+                OcrLine(text=t, box=None, confidence=1.0) for t in ["SHOP SDN BHD", "TOTAL 7.50"]
+            ]
+            return OcrResult(
+                engine=self.name,
+                lines=lines,
+                width=image.width,
+                height=image.height,
+                markdown="**SHOP SDN BHD**\n\nTOTAL 7.50",
+                settings={"usage": {"completion_tokens": 9}},
+            )
+
+    monkeypatch.setattr(ocr_service, "create_ocr_engine", lambda *_, **__: TextOnlyEngine())
+    result = ocr_file(encode(render_lines(["x"])), "v.png", RECEIPT, config)
+    page = result.pages[0]
+    assert page.text == "SHOP SDN BHD\nTOTAL 7.50"
+    assert page.markdown.startswith("**SHOP SDN BHD**")
+    assert all(line.box is None for line in page.lines)
+    assert page.usage == {"completion_tokens": 9}
+    assert result.fields["total"].value == "7.50"

@@ -75,3 +75,27 @@ def test_ink_from_a_neighbouring_line_does_not_fill_a_gap():
     crop = gray.copy()
     crop[:2, :] = 20  # a sliver of the line above, cut by a generous detector box
     assert respace("TAXINVOICE", centres, crop) == "TAX INVOICE"
+
+
+def test_ctc_time_steps_are_mapped_onto_the_crop():
+    """The engine passes CTC time steps; each step spans crop width / step count pixels."""
+    from types import SimpleNamespace
+
+    from models.ocr_rapid import respaced_text
+
+    gray, centres = render_line(f"TAX{GAP}INVOICE")
+    steps = gray.shape[1] / 4  # four pixels per time step, as in a 48-px-high crop
+    columns = [round(x / 4 - 0.5) for x in centres]
+    info = SimpleNamespace(word_cols=[columns[:3], columns[3:]], line_txt_len=steps)
+    crop = np.repeat(gray[:, :, None], 3, axis=2)  # the engine's crops are BGR
+    assert respaced_text("TAXINVOICE", info, crop) == "TAX INVOICE"
+
+
+def test_without_ctc_positions_the_text_is_kept():
+    from types import SimpleNamespace
+
+    from models.ocr_rapid import respaced_text
+
+    gray, _ = render_line(f"TAX{GAP}INVOICE")
+    empty = SimpleNamespace(word_cols=[], line_txt_len=0)
+    assert respaced_text("TAXINVOICE", empty, gray) == "TAXINVOICE"

@@ -21,7 +21,7 @@ from models.config import AppConfig
 from models.ocr_base import Box, OcrEngine, OcrLine
 from models.registry import create_ocr_engine
 from utils.cache import MISS, DiskCache, make_key
-from utils.documents import Document, DocumentLimits, Page, deskew, load_document
+from utils.documents import Document, DocumentLimits, Page, deskew, load_document, rotate_quarter
 from utils.errors import AppError, BadInput, ModelUnavailable
 from utils.fields import FieldValue, extract_fields
 from utils.layout import reading_order, to_markdown
@@ -31,7 +31,7 @@ from utils.storage import VersionedRecord
 logger = logging.getLogger(__name__)
 
 # Bump when the pipeline's output changes for the same input, so old cache entries miss.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 CACHE_NAMESPACE = "ocr"
 
 
@@ -43,6 +43,8 @@ class OcrSettings(BaseModel):
     engine: str
     template: str | None = None
     deskew: bool = False
+    auto_rotate: bool = False
+    vlm_preset: Literal["text", "markdown", "table"] = "text"
 
 
 class PageResult(BaseModel):
@@ -61,8 +63,10 @@ class PageResult(BaseModel):
     width: int = 0
     height: int = 0
     processed_scale: float = 1.0
+    quarter_turns: int = 0
     skew_degrees: float = 0.0
     embedded_text: str | None = None
+    usage: dict | None = Field(None, description="tokens and seconds, for VLM engines")
 
 
 class DocumentResult(VersionedRecord):
@@ -150,7 +154,7 @@ def ocr_file(
         return DocumentResult(
             file=filename, engine=settings.engine, settings=record, error=str(exc)
         )
-    engine = create_ocr_engine(settings.engine, config)
+    engine = create_ocr_engine(settings.engine, config, preset=settings.vlm_preset)
     result = _ocr_document(document, engine, settings, config, record, progress)
     result.seconds = time.perf_counter() - started
     if cache and result.ok:
@@ -189,7 +193,7 @@ def _next_page_result(pages, index: int, engine: OcrEngine, settings: OcrSetting
     """Decode and read one page; a failure becomes that page's ``error`` status."""
     try:
         page = next(pages)
-        return ocr_page(page, engine, deskew_page=settings.deskew)
+        return ocr_page(page, engine, settings)
     except StopIteration:
         return PageResult(page=index + 1, status="error", error="page could not be read")
     except AppError as exc:
@@ -199,54 +203,83 @@ def _next_page_result(pages, index: int, engine: OcrEngine, settings: OcrSetting
         return PageResult(page=index + 1, status="error", error=f"OCR failed: {exc}")
 
 
-def ocr_page(page: Page, engine: OcrEngine, deskew_page: bool = False) -> PageResult:
-    """OCR one page; boxes in the returned result are in original-page pixels."""
-    image, angle = deskew(page.image) if deskew_page else (page.image, 0.0)
+def ocr_page(page: Page, engine: OcrEngine, settings: OcrSettings | None = None) -> PageResult:
+    """OCR one page; boxes in the returned result are in pixels of the upright page."""
+    settings = settings or OcrSettings(engine=engine.name)
+    turns = _quarter_turns(page.image, engine) if settings.auto_rotate else 0
+    upright = rotate_quarter(page.image, turns) if turns else page.image
+    image, angle = deskew(upright) if settings.deskew else (upright, 0.0)
     raw = engine.ocr(image)
-    fragments = [_to_original(f, page.scale, angle, image.size) for f in raw.lines]
-    fragments = clean_fragments(fragments)
-    lines = reading_order(fragments)
-    width, height = page.original_size
+    if raw.has_boxes:
+        fragments = clean_fragments(
+            [_to_original(f, page.scale, angle, image.size, upright.size) for f in raw.lines]
+        )
+        lines, markdown = reading_order(fragments), to_markdown(fragments)
+    else:  # a VLM's text: already in reading order, no positions, its own Markdown
+        fragments = lines = clean_fragments(raw.lines)
+        markdown = raw.markdown or "\n".join(line.text for line in lines)
+    width, height = (round(side / page.scale) for side in upright.size)
     return PageResult(
         page=page.index + 1,
         status="ok" if lines else "blank",
         text="\n".join(line.text for line in lines),
-        markdown=to_markdown(fragments),
+        markdown=markdown,
         lines=lines,
         fragments=fragments,
         seconds=raw.seconds,
         width=width,
         height=height,
         processed_scale=page.scale,
+        quarter_turns=turns,
         skew_degrees=angle,
         embedded_text=page.embedded_text,
+        usage=raw.settings.get("usage"),
     )
 
 
-def _to_original(line: OcrLine, scale: float, angle: float, size: tuple[int, int]) -> OcrLine:
-    box = _unrotate(line.box, angle, size) if angle else line.box
+def _quarter_turns(image, engine: OcrEngine) -> int:
+    """Counter-clockwise quarter turns that make the page upright, by RapidOCR's line
+    classifier (the engine's own when it is RapidOCR, else the default one)."""
+    finder = getattr(engine, "page_quarter_turns", None)
+    if finder is None:
+        from models.ocr_rapid import get_rapidocr_engine
+
+        finder = get_rapidocr_engine().page_quarter_turns
+    return finder(image)
+
+
+def _to_original(
+    line: OcrLine,
+    scale: float,
+    angle: float,
+    size: tuple[int, int],
+    before_deskew: tuple[int, int],
+) -> OcrLine:
+    box = _unrotate(line.box, angle, size, before_deskew) if angle else line.box
     original: Box = tuple(round(v / scale) for v in box)  # type: ignore[assignment]
     return line.model_copy(update={"box": original})
 
 
-def _unrotate(box: Box, degrees: float, size: tuple[int, int]) -> Box:
+def _unrotate(box: Box, degrees: float, size: tuple[int, int], target: tuple[int, int]) -> Box:
     """The axis-aligned box, on the page before deskew, of a box found after it.
 
-    ``deskew`` rotates counter-clockwise by ``degrees`` about the centre keeping the
-    size, so rotating the corners back by ``-degrees`` undoes it.
+    ``deskew`` turned the page by ``-degrees`` about its centre (PIL's ``rotate``
+    with ``expand``: ``size`` is the larger result, ``target`` the page before), so
+    turning the corners by ``+degrees`` about the centres undoes it.
     """
     cx, cy = size[0] / 2, size[1] / 2
+    tx, ty = target[0] / 2, target[1] / 2
     rad = math.radians(degrees)
     cos, sin = math.cos(rad), math.sin(rad)
     xs, ys = [], []
     for x, y in ((box[0], box[1]), (box[2], box[1]), (box[2], box[3]), (box[0], box[3])):
         dx, dy = x - cx, y - cy
-        # Image y points down, so PIL's counter-clockwise rotation is clockwise in maths axes.
-        xs.append(cx + dx * cos - dy * sin)
-        ys.append(cy + dx * sin + dy * cos)
+        # Image y points down: a counter-clockwise turn on screen is this matrix.
+        xs.append(tx + dx * cos + dy * sin)
+        ys.append(ty - dx * sin + dy * cos)
     return (
         max(0, round(min(xs))),
         max(0, round(min(ys))),
-        min(size[0], round(max(xs))),
-        min(size[1], round(max(ys))),
+        min(target[0], round(max(xs))),
+        min(target[1], round(max(ys))),
     )

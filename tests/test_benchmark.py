@@ -1,0 +1,564 @@
+"""The benchmark runner: records, summaries, resume, cancel, rescore, compare, run storage.
+
+Most tests drive a fake engine registered with ``register_bench_engine`` over a
+four-item pairs set drawn here, so every metric below is checked by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from models.config import REPO_ROOT, LoadedConfig, load_config
+from tests.helpers.render import RECEIPT_LINES, encode, render_lines
+from utils import bench_store as store
+from utils.benchmark import (
+    BenchRequest,
+    Prediction,
+    build_summary,
+    compare_runs,
+    open_run,
+    rebuild_summary,
+    register_bench_engine,
+    rescore,
+    run_benchmark,
+    unregister_bench_engine,
+)
+from utils.datasets import LabelledItem
+from utils.errors import BadInput, ModelUnavailable
+from utils.metrics import METRICS, Metric, bootstrap_ci
+
+TRUTH = {
+    "a": ("HELLO WORLD", {"total": "10.00"}),
+    "b": ("GOOD MORNING", {"total": "5.50"}),
+    "c": ("ONE TWO THREE FOUR", None),
+    "d": ("ABCD", {"date": "01/02/2019"}),
+}
+# What the fake engine answers, with the hand-computed scores it must get.
+ANSWERS = {
+    "a": ("HELLO WORLD", {"total": "10.00"}),
+    "b": ("GOOD MORNINX", {"total": "5.5"}),
+    "c": ("ONE TWO", {}),
+    "d": ("", {}),
+}
+EXPECTED_CER = {"a": 0.0, "b": 1 / 12, "c": 11 / 18, "d": 1.0}
+EXPECTED_WER = {"a": 0.0, "b": 0.5, "c": 0.5, "d": 1.0}
+EXPECTED_F1 = {"a": 1.0, "b": 0.5, "c": 2 / 3, "d": 0.0}
+EXPECTED_FIELDS = {"a": 1.0, "b": 1.0, "d": 0.0}  # c has no labelled fields
+SECONDS = {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4}
+TOKENS_OUT = {"a": 10, "b": 20, "c": 30, "d": 40}
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+def write_pairs_set(folder: Path, truth: dict[str, tuple[str, dict | None]]) -> Path:
+    folder.mkdir(parents=True)
+    for item_id, (text, fields) in truth.items():
+        (folder / f"{item_id}.png").write_bytes(encode(Image.new("RGB", (16, 16), "white")))
+        (folder / f"{item_id}.txt").write_text(text, encoding="utf-8")
+        if fields is not None:
+            (folder / f"{item_id}.json").write_text(json.dumps(fields), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def pairs_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_pairs_set(tmp_path_factory.mktemp("sets") / "four", TRUTH)
+
+
+@pytest.fixture
+def loaded(tmp_path: Path) -> LoadedConfig:
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(
+        f"extends: {REPO_ROOT / 'config.yaml'}\n"
+        f"app:\n  data_dir: {tmp_path / 'results'}\n  cache_dir: {tmp_path / 'cache'}\n",
+        encoding="utf-8",
+    )
+    return load_config(profile)
+
+
+class FakeEngine:
+    """Answers from ``ANSWERS``; hooks let a test observe or disturb each call."""
+
+    def __init__(
+        self,
+        name: str = "fake",
+        backend: str = "fake",
+        concurrency: int = 1,
+        before: Callable[[LabelledItem, int], None] | None = None,
+    ) -> None:
+        self.name, self.backend, self.concurrency = name, backend, concurrency
+        self.before = before
+        self.calls: list[str] = []
+        self._lock = threading.Lock()
+
+    def run(self, item: LabelledItem) -> Prediction:
+        with self._lock:
+            self.calls.append(item.item_id)
+            number = len(self.calls)
+        if self.before:
+            self.before(item, number)
+        text, fields = ANSWERS[item.item_id]
+        return Prediction(
+            text=text,
+            fields=fields,
+            seconds=SECONDS[item.item_id],
+            tokens_out=TOKENS_OUT[item.item_id],
+        )
+
+
+@pytest.fixture
+def register() -> Iterator[Callable[[FakeEngine], FakeEngine]]:
+    names: list[str] = []
+
+    def add(engine: FakeEngine) -> FakeEngine:
+        register_bench_engine(engine.name, lambda config: engine)
+        names.append(engine.name)
+        return engine
+
+    yield add
+    for name in names:
+        unregister_bench_engine(name)
+
+
+def request(pairs_set: Path, **options) -> BenchRequest:
+    return BenchRequest(
+        dataset=str(pairs_set),
+        engines=options.pop("engines", ["fake"]),
+        template="receipt",
+        **options,
+    )
+
+
+def comparable(summary: store.Summary) -> list[dict]:
+    """A summary's per-engine results without the process's memory high-water marks."""
+    return [e.model_dump(exclude={"peak_rss_bytes", "peak_vram_bytes"}) for e in summary.engines]
+
+
+# --------------------------------------------------------------------------- one clean run
+
+
+def test_run_scores_every_item_as_computed_by_hand(
+    loaded: LoadedConfig, pairs_set: Path, register
+) -> None:
+    register(FakeEngine())
+    outcome = run_benchmark(loaded, request(pairs_set))
+    data_dir = loaded.config.data_dir
+    records = {r.item_id: r for r in store.read_items(data_dir, outcome.run_id).records}
+    assert outcome.status == "complete" and outcome.recorded_now == 4
+    for item_id, record in records.items():
+        assert record.status == "ok"
+        assert record.metrics["cer"] == pytest.approx(EXPECTED_CER[item_id])
+        assert record.metrics["wer"] == pytest.approx(EXPECTED_WER[item_id])
+        assert record.metrics["word_f1"] == pytest.approx(EXPECTED_F1[item_id])
+        if item_id in EXPECTED_FIELDS:
+            assert record.metrics["field_accuracy"] == EXPECTED_FIELDS[item_id]
+        else:
+            assert "field_accuracy" not in record.metrics
+        assert record.truth_text == TRUTH[item_id][0] and record.template == "receipt"
+    engine = outcome.summary.engines[0]
+    assert (engine.n, engine.ok, engine.errors, engine.skipped) == (4, 4, 0, 0)
+    assert engine.metrics["cer"].value == pytest.approx(sum(EXPECTED_CER.values()) / 4)
+    assert engine.metrics["field_accuracy"].value == pytest.approx(2 / 3)
+    assert engine.metrics["field_accuracy"].n == 3
+    assert {k: v.accuracy for k, v in engine.fields.items()} == {"date": 0.0, "total": 1.0}
+    assert engine.latency_mean_s == pytest.approx(0.25)
+    assert engine.latency_p50_s == pytest.approx(0.25)
+    assert engine.latency_p95_s == pytest.approx(0.385)
+    assert engine.pages_per_minute == pytest.approx(240.0)
+    assert engine.tokens_out == 100 and engine.output_tokens_per_s == pytest.approx(100.0)
+    assert engine.peak_rss_bytes and engine.peak_rss_bytes > 10_000_000
+
+
+def test_confidence_intervals_are_seeded_bootstrap_over_sorted_items(
+    loaded: LoadedConfig, pairs_set: Path, register
+) -> None:
+    register(FakeEngine())
+    outcome = run_benchmark(loaded, request(pairs_set))
+    cer = outcome.summary.engines[0].metrics["cer"]
+    values = [EXPECTED_CER[k] for k in sorted(EXPECTED_CER)]
+    assert (cer.ci_low, cer.ci_high) == pytest.approx(bootstrap_ci(values, 1000, 0.95, seed=0))
+    assert cer.ci_low < cer.value < cer.ci_high
+    data_dir = loaded.config.data_dir
+    assert store.read_summary(data_dir, outcome.run_id) == outcome.summary
+    assert rebuild_summary(data_dir, outcome.run_id) == outcome.summary
+
+
+def test_summary_does_not_depend_on_record_order(
+    loaded: LoadedConfig, pairs_set: Path, register
+) -> None:
+    register(FakeEngine())
+    run_id = run_benchmark(loaded, request(pairs_set)).run_id
+    detail = open_run(loaded.config.data_dir, run_id)
+    assert build_summary(detail.manifest, reversed(detail.items)) == detail.summary
+
+
+def test_manifest_first_then_one_appended_record_per_item(
+    loaded: LoadedConfig, pairs_set: Path, register
+) -> None:
+    seen: list[tuple[bool, int]] = []
+    data_dir = loaded.config.data_dir
+    run_id = "20250101T000000Z-00aa11"
+
+    def observe(item: LabelledItem, number: int) -> None:
+        items = store.items_path(data_dir, run_id)
+        lines = items.read_text().count("\n") if items.exists() else 0
+        seen.append(((store.run_dir(data_dir, run_id) / "manifest.json").is_file(), lines))
+
+    register(FakeEngine(before=observe))
+    run_benchmark(loaded, request(pairs_set, run_id=run_id))
+    assert seen == [(True, 0), (True, 1), (True, 2), (True, 3)]
+    manifest = store.read_manifest(data_dir, run_id)
+    assert manifest.dataset.items == 4 and manifest.items_planned == 4
+    assert manifest.profile_sha256 == loaded.sha256
+    assert manifest.versions["python"] and "torch" in manifest.versions
+    assert manifest.engines[0].source == "registered" and manifest.template == "receipt"
+    assert set(manifest.templates) == {"receipt"}
+    assert manifest.hardware.cpu_count
+
+
+def test_limit_and_progress_reports(loaded: LoadedConfig, pairs_set: Path, register) -> None:
+    register(FakeEngine())
+    reports: list[tuple] = []
+    outcome = run_benchmark(
+        loaded, request(pairs_set, limit=3), progress=lambda *args: reports.append(args)
+    )
+    assert outcome.summary.items_total == 3 and outcome.summary.complete
+    assert [r[:3] for r in reports] == [(0, 3, 0), (1, 3, 0), (2, 3, 0), (3, 3, 0)]
+    assert reports[0][3] is None and reports[-1][3] == 0.0
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_item_errors_are_recorded_scored_empty_and_the_run_goes_on(
+    loaded: LoadedConfig, pairs_set: Path, register
+) -> None:
+    def fail_on_b(item: LabelledItem, number: int) -> None:
+        if item.item_id == "b":
+            raise RuntimeError("engine fell over")
+
+    register(FakeEngine(before=fail_on_b))
+    outcome = run_benchmark(loaded, request(pairs_set))
+    records = {
+        r.item_id: r for r in store.read_items(loaded.config.data_dir, outcome.run_id).records
+    }
+    assert records["b"].status == "error"
+    assert records["b"].message == "RuntimeError: engine fell over"
+    assert records["b"].metrics["cer"] == 1.0 and records["b"].metrics["field_accuracy"] == 0.0
+    assert outcome.summary.engines[0].errors == 1 and outcome.summary.engines[0].ok == 3
+    assert outcome.status == "complete"
+
+
+def test_malformed_item_is_skipped_with_its_problem(
+    loaded: LoadedConfig, tmp_path: Path, register
+) -> None:
+    folder = write_pairs_set(tmp_path / "set", {"a": TRUTH["a"], "b": TRUTH["b"]})
+    (folder / "b.png").write_bytes(b"this is not a png")
+    engine = register(FakeEngine())
+    outcome = run_benchmark(loaded, request(folder))
+    records = {
+        r.item_id: r for r in store.read_items(loaded.config.data_dir, outcome.run_id).records
+    }
+    assert records["b"].status == "skipped" and "unreadable image" in (records["b"].message or "")
+    assert records["b"].metrics == {} and records["a"].status == "ok"
+    assert engine.calls == ["a"]
+    summary = outcome.summary.engines[0]
+    assert (summary.n, summary.skipped, summary.metrics["cer"].n) == (2, 1, 1)
+
+
+def test_an_unavailable_engine_fails_the_run(
+    loaded: LoadedConfig, pairs_set: Path, register
+) -> None:
+    def unavailable(item: LabelledItem, number: int) -> None:
+        raise ModelUnavailable("server down", hint="start it")
+
+    register(FakeEngine(before=unavailable))
+    with pytest.raises(ModelUnavailable):
+        run_benchmark(loaded, request(pairs_set, run_id="20250101T000000Z-0000f1"))
+    state = store.read_state(loaded.config.data_dir, "20250101T000000Z-0000f1")
+    assert state.status == "failed" and "server down" in (state.message or "")
+
+
+def test_unknown_engine_and_template_are_refused_before_anything_is_written(
+    loaded: LoadedConfig, pairs_set: Path
+) -> None:
+    with pytest.raises(ModelUnavailable, match="rapidocr"):
+        run_benchmark(loaded, request(pairs_set, engines=["nope"]))
+    with pytest.raises(BadInput, match="no engine"):
+        run_benchmark(loaded, BenchRequest(dataset=str(pairs_set)))
+    with pytest.raises(BadInput, match="no template"):
+        run_benchmark(
+            loaded, BenchRequest(dataset=str(pairs_set), engines=["rapidocr"], template="x")
+        )
+    assert store.list_runs(loaded.config.data_dir) == []
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def test_resume_after_a_crash_records_each_item_once(
+    loaded: LoadedConfig, pairs_set: Path, register, tmp_path: Path
+) -> None:
+    run_id = "20250101T000000Z-c0ffee"
+
+    def crash_on_third(item: LabelledItem, number: int) -> None:
+        if number == 3:
+            raise SystemExit("killed")
+
+    register(FakeEngine(name="fake", before=crash_on_third))
+    with pytest.raises(SystemExit):
+        run_benchmark(loaded, request(pairs_set, run_id=run_id))
+    data_dir = loaded.config.data_dir
+    assert len(store.read_items(data_dir, run_id).records) == 2
+    assert store.read_state(data_dir, run_id).status == "interrupted"
+    resumed_engine = register(FakeEngine(name="fake"))
+    outcome = run_benchmark(loaded, BenchRequest(run_id=run_id))
+    assert (outcome.recorded_before, outcome.recorded_now) == (2, 2)
+    assert sorted(resumed_engine.calls) == ["c", "d"]
+    keys = [(r.engine, r.item_id) for r in store.read_items(data_dir, run_id).records]
+    assert sorted(keys) == [("fake", i) for i in "abcd"]
+    clean = run_benchmark(loaded, request(pairs_set))
+    assert comparable(outcome.summary) == comparable(clean.summary)
+    assert store.read_state(data_dir, run_id).status == "complete"
+
+
+def test_cancel_stops_after_the_item_in_flight_and_resumes(
+    loaded: LoadedConfig, pairs_set: Path, register
+) -> None:
+    cancel = threading.Event()
+    register(FakeEngine(before=lambda item, n: cancel.set() if n == 2 else None))
+    outcome = run_benchmark(loaded, request(pairs_set), cancel=cancel)
+    data_dir = loaded.config.data_dir
+    assert outcome.status == "cancelled" and outcome.summary.items_recorded == 2
+    assert not outcome.summary.complete
+    assert store.read_state(data_dir, outcome.run_id).status == "cancelled"
+    assert [r.status for r in store.list_runs(data_dir)] == ["cancelled"]
+    again = run_benchmark(loaded, BenchRequest(run_id=outcome.run_id))
+    assert again.status == "complete" and again.recorded_now == 2 and again.summary.complete
+
+
+def test_a_torn_last_record_is_redone(loaded: LoadedConfig, pairs_set: Path, register) -> None:
+    register(FakeEngine())
+    first = run_benchmark(loaded, request(pairs_set))
+    path = store.items_path(loaded.config.data_dir, first.run_id)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 25])  # the last record loses its end and newline
+    engine = register(FakeEngine())
+    again = run_benchmark(loaded, BenchRequest(run_id=first.run_id))
+    assert engine.calls == ["d"]
+    read = store.read_items(loaded.config.data_dir, first.run_id)
+    assert read.bad_lines == 0 and len(read.records) == 4
+    assert comparable(again.summary) == comparable(first.summary)
+
+
+def test_resume_refuses_a_different_request_or_a_changed_dataset(
+    loaded: LoadedConfig, tmp_path: Path, register
+) -> None:
+    folder = write_pairs_set(tmp_path / "set", {"a": TRUTH["a"]})
+    register(FakeEngine())
+    run_id = run_benchmark(loaded, request(folder)).run_id
+    with pytest.raises(BadInput, match="engines"):
+        run_benchmark(loaded, BenchRequest(run_id=run_id, engines=["rapidocr"]))
+    with pytest.raises(BadInput, match="limit"):
+        run_benchmark(loaded, BenchRequest(run_id=run_id, limit=1))
+    (folder / "a.txt").write_text("HELLO THERE", encoding="utf-8")
+    with pytest.raises(BadInput, match="changed"):
+        run_benchmark(loaded, BenchRequest(run_id=run_id))
+
+
+def test_a_second_runner_of_the_same_run_is_refused(
+    loaded: LoadedConfig, pairs_set: Path, register
+) -> None:
+    register(FakeEngine())
+    run_id = "20250101T000000Z-abcdef"
+    data_dir = loaded.config.data_dir
+    with store.hold_run_lock(data_dir, run_id):
+        assert store.is_running(data_dir, run_id)
+        with pytest.raises(BadInput, match="already running"):
+            run_benchmark(loaded, request(pairs_set, run_id=run_id))
+    assert not store.is_running(data_dir, run_id)
+
+
+def test_runs_list_shows_a_running_run(loaded: LoadedConfig, pairs_set: Path, register) -> None:
+    data_dir = loaded.config.data_dir
+    seen: list[tuple[str, int, int]] = []
+
+    def look(item: LabelledItem, number: int) -> None:
+        seen.extend((r.status, r.items_recorded, r.items_total) for r in store.list_runs(data_dir))
+
+    register(FakeEngine(before=look))
+    run_benchmark(loaded, request(pairs_set, limit=2))
+    assert seen == [("running", 0, 2), ("running", 1, 2)]
+    assert [(r.status, r.items_recorded) for r in store.list_runs(data_dir)] == [("complete", 2)]
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def test_openai_backend_keeps_concurrency_items_in_flight(
+    loaded: LoadedConfig, pairs_set: Path, register
+) -> None:
+    gate = threading.Barrier(3, timeout=10)  # breaks unless 3 calls are in flight together
+    in_flight, peak = [0], [0]
+    lock = threading.Lock()
+
+    def overlap(item: LabelledItem, number: int) -> None:
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        if number <= 3:
+            gate.wait()
+        time.sleep(0.02)
+        with lock:
+            in_flight[0] -= 1
+
+    engine = register(FakeEngine(backend="openai", concurrency=3, before=overlap))
+    outcome = run_benchmark(loaded, request(pairs_set))
+    assert peak[0] == 3 and sorted(engine.calls) == ["a", "b", "c", "d"]
+    records = store.read_items(loaded.config.data_dir, outcome.run_id)
+    assert records.bad_lines == 0 and sorted(r.item_id for r in records.records) == list("abcd")
+    assert all(r.status == "ok" for r in records.records)
+    assert store.read_manifest(loaded.config.data_dir, outcome.run_id).engines[0].concurrency == 3
+
+
+# --------------------------------------------------------------------------- rescore / compare
+
+
+def test_rescore_keeps_good_records_and_fixes_a_corrupted_metric(
+    loaded: LoadedConfig, pairs_set: Path, register
+) -> None:
+    register(FakeEngine())
+    first = run_benchmark(loaded, request(pairs_set))
+    data_dir = loaded.config.data_dir
+    path = store.items_path(data_dir, first.run_id)
+    original = path.read_bytes()
+    unchanged = rescore(data_dir, first.run_id)
+    assert unchanged.changed == 0 and path.read_bytes() == original
+    assert unchanged.summary == first.summary
+    lines = original.decode().splitlines()
+    broken = json.loads(lines[0])
+    broken["metrics"]["cer"] = 0.9
+    path.write_text("\n".join([json.dumps(broken), *lines[1:]]) + "\n")
+    assert rebuild_summary(data_dir, first.run_id) != first.summary
+    fixed = rescore(data_dir, first.run_id)
+    assert fixed.changed == 1 and fixed.summary == first.summary
+    assert store.read_summary(data_dir, first.run_id) == first.summary
+
+
+def test_rescore_adds_a_newly_registered_metric(
+    loaded: LoadedConfig, pairs_set: Path, register, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register(FakeEngine())
+    run_id = run_benchmark(loaded, request(pairs_set)).run_id
+    length = Metric("length_ratio", lambda p, t: len(p) / len(t), "higher")
+    monkeypatch.setitem(METRICS, "length_ratio", length)
+    outcome = rescore(loaded.config.data_dir, run_id)
+    assert outcome.changed == 4
+    assert outcome.summary.engines[0].metrics["length_ratio"].value == pytest.approx(
+        (1 + 1 + 7 / 18 + 0) / 4
+    )
+
+
+def test_compare_puts_runs_side_by_side_with_deltas(
+    loaded: LoadedConfig, pairs_set: Path, register
+) -> None:
+    register(FakeEngine())
+    first = run_benchmark(loaded, request(pairs_set)).run_id
+    perfect = register(FakeEngine(name="perfect"))
+    perfect.run = lambda item: Prediction(text=item.text, fields=item.fields or {}, seconds=0.1)
+    second = run_benchmark(loaded, request(pairs_set, engines=["perfect"])).run_id
+    comparison = compare_runs(loaded.config.data_dir, [first, second])
+    assert [(c.run_id, c.engine) for c in comparison.columns] == [
+        (first, "fake"),
+        (second, "perfect"),
+    ]
+    rows = {row.key: row for row in comparison.rows}
+    base, other = rows["cer"].cells
+    assert base.delta is None and other.value == 0.0
+    assert other.delta == pytest.approx(-sum(EXPECTED_CER.values()) / 4) and other.better is True
+    assert rows["field:date"].cells[1].better is True
+    assert rows["latency_p50_s"].cells[1].better is True
+    assert comparison.notes == []
+    with pytest.raises(BadInput):
+        compare_runs(loaded.config.data_dir, [])
+
+
+# --------------------------------------------------------------------------- stored runs
+
+
+def test_rename_and_delete(loaded: LoadedConfig, pairs_set: Path, register) -> None:
+    register(FakeEngine())
+    data_dir = loaded.config.data_dir
+    run_id = run_benchmark(loaded, request(pairs_set)).run_id
+    store.rename_run(data_dir, run_id, "  baseline   run ")
+    assert [r.name for r in store.list_runs(data_dir)] == ["baseline run"]
+    with pytest.raises(BadInput):
+        store.rename_run(data_dir, run_id, "   ")
+    store.delete_run(data_dir, run_id)
+    assert store.list_runs(data_dir) == [] and not store.run_dir(data_dir, run_id).exists()
+    with pytest.raises(BadInput):
+        store.delete_run(data_dir, run_id)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["..", "../results", "/etc", "20250101T000000Z-abc", "20250101T000000Z-1a2b3c/../x", ""],
+)
+def test_path_like_run_ids_are_refused(loaded: LoadedConfig, bad: str, tmp_path: Path) -> None:
+    data_dir = loaded.config.data_dir
+    for action in (
+        lambda: store.delete_run(data_dir, bad),
+        lambda: store.rename_run(data_dir, bad, "x"),
+        lambda: open_run(data_dir, bad),
+        lambda: rescore(data_dir, bad),
+        lambda: run_benchmark(loaded, BenchRequest(run_id=bad, engines=["rapidocr"])),
+    ):
+        with pytest.raises(BadInput, match="not a benchmark run id"):
+            action()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["profile.yaml"]
+
+
+def test_open_run_rebuilds_a_missing_summary(
+    loaded: LoadedConfig, pairs_set: Path, register
+) -> None:
+    register(FakeEngine())
+    data_dir = loaded.config.data_dir
+    outcome = run_benchmark(loaded, request(pairs_set))
+    (store.run_dir(data_dir, outcome.run_id) / "summary.json").unlink()
+    detail = open_run(data_dir, outcome.run_id)
+    assert detail.summary == outcome.summary and len(detail.items) == 4
+    assert detail.state.status == "complete"
+
+
+# --------------------------------------------------------------------------- a real engine
+
+
+def test_rapidocr_through_the_pipeline(loaded: LoadedConfig, tmp_path: Path) -> None:
+    folder = tmp_path / "receipts"
+    folder.mkdir()
+    lines = [left + (f" {right}" if right else "") for left, right in RECEIPT_LINES]
+    for item_id in ("r1", "r2"):
+        image = render_lines(RECEIPT_LINES, size=(700, 520), font_size=26)
+        (folder / f"{item_id}.png").write_bytes(encode(image))
+        (folder / f"{item_id}.txt").write_text("\n".join(lines), encoding="utf-8")
+        (folder / f"{item_id}.json").write_text(json.dumps({"total": "10.00"}))
+    outcome = run_benchmark(
+        loaded, BenchRequest(dataset=str(folder), engines=["rapidocr"], template="receipt")
+    )
+    records = store.read_items(loaded.config.data_dir, outcome.run_id).records
+    assert [r.status for r in records] == ["ok", "ok"]
+    assert all(r.seconds and r.seconds > 0 and r.pages == 1 for r in records)
+    assert all(r.metrics["cer"] < 0.15 and r.fields_correct == {"total": True} for r in records)
+    manifest = store.read_manifest(loaded.config.data_dir, outcome.run_id)
+    engine = manifest.engines[0]
+    assert engine.source == "catalog" and engine.catalog_entry["backend"] == "rapidocr"
+    assert engine.ocr_options and "engine_options" in engine.ocr_options
+    assert manifest.versions["rapidocr"] and manifest.versions["onnxruntime"]

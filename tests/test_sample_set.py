@@ -1,0 +1,172 @@
+"""The built-in sample set: deterministic files, loadable, fields findable, readable by RapidOCR."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from models.config import REPO_ROOT
+from utils.datasets import builtin_dataset, load_dataset
+from utils.fields import builtin_templates, extract_fields
+from utils.metrics import field_correct, word_f1
+from utils.sample_set import (
+    STAMP_NAME,
+    render_sample,
+    sample_documents,
+    sample_files,
+    sample_set_is_current,
+    write_sample_set,
+)
+
+ITEM_COUNT = 12
+RECEIPT_FIELDS = {"company", "date", "address", "total"}
+INVOICE_FIELDS = {"number", "date", "seller", "buyer", "subtotal", "tax", "total"}
+
+
+@pytest.fixture(scope="session")
+def sample_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("sample_set")
+    assert write_sample_set(folder) == ITEM_COUNT
+    return folder
+
+
+@pytest.fixture(scope="session")
+def rendered():
+    return [render_sample(doc) for doc in sample_documents()]
+
+
+def file_bytes(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_rendering_again_gives_identical_bytes(sample_folder: Path) -> None:
+    written = file_bytes(sample_folder)
+    written.pop(STAMP_NAME)
+
+    assert sample_files() == written  # drawn afresh, not the cached copy that was written
+
+
+def test_another_process_writes_identical_bytes_and_hash(sample_folder: Path, tmp_path: Path):
+    again = tmp_path / "again"
+    script = (
+        "import sys, pathlib; from utils.sample_set import write_sample_set; "
+        "write_sample_set(pathlib.Path(sys.argv[1]))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    command = [sys.executable, "-c", script, str(again)]
+    subprocess.run(command, cwd=REPO_ROOT, env=env, check=True, timeout=120)
+
+    assert file_bytes(again) == file_bytes(sample_folder)
+    assert load_dataset(again).content_hash == load_dataset(sample_folder).content_hash
+
+
+def test_every_item_has_png_txt_json_and_a_stamp(sample_folder: Path) -> None:
+    names = {path.name for path in sample_folder.iterdir()}
+    ids = [doc.item_id for doc in sample_documents()]
+
+    assert len(ids) == len(set(ids)) == ITEM_COUNT
+    assert names == {f"{i}{suffix}" for i in ids for suffix in (".png", ".txt", ".json")} | {
+        STAMP_NAME
+    }
+    for item_id in ids:
+        with Image.open(sample_folder / f"{item_id}.png") as image:
+            assert 500 <= image.width <= 900
+            # No metadata chunks (timestamps would break byte equality across runs).
+            assert not image.info.keys() & {"timestamp", "date:create", "Software"}
+
+
+def test_kinds_fields_and_degradations(rendered) -> None:
+    receipts = [r for r in rendered if r.document.template == "receipt"]
+    invoices = [r for r in rendered if r.document.template == "invoice"]
+    looks = [r.document.look for r in rendered]
+
+    assert len(receipts) >= 5 and len(invoices) >= 4
+    assert all(set(r.document.fields) == RECEIPT_FIELDS for r in receipts)
+    assert all(set(r.document.fields) == INVOICE_FIELDS for r in invoices)
+    assert sum(1 <= abs(look.rotate_degrees) <= 3 for look in looks) >= 3
+    assert sum(look.noise > 0 or look.blur > 0 for look in looks) >= 3
+    assert sum(look.paper - look.ink < 150 for look in looks) == 1
+    # Rotation grows the canvas; the others keep the declared width.
+    for r in rendered:
+        assert (r.image.width != r.document.look.width) == bool(r.document.look.rotate_degrees)
+
+
+def test_fields_are_printed_and_found_by_the_templates_on_true_lines(rendered) -> None:
+    templates = builtin_templates()
+    for sample in rendered:
+        doc = sample.document
+        found = extract_fields(templates[doc.template], sample.lines)
+        for name, truth in doc.fields.items():
+            assert truth in sample.text.replace("\n", " "), (doc.item_id, name)
+            assert field_correct(name, found[name].value, truth), (doc.item_id, name, found[name])
+
+
+def test_builtin_dataset_loads_as_builtin_with_templates(sample_folder: Path) -> None:
+    dataset = builtin_dataset(sample_folder)
+
+    assert dataset.format == "builtin"
+    assert dataset.name == "builtin"
+    assert dataset.problems == []
+    assert len(dataset.scorable_items) == ITEM_COUNT
+    for item in dataset.items:
+        assert item.template in ("receipt", "invoice")
+        assert item.text == (sample_folder / f"{item.item_id}.txt").read_text().rstrip("\n")
+        assert item.fields == json.loads((sample_folder / f"{item.item_id}.json").read_text())
+
+
+def test_builtin_dataset_writes_an_absent_set(tmp_path: Path) -> None:
+    dataset = builtin_dataset(tmp_path / "new" / "sample")
+
+    assert len(dataset.items) == ITEM_COUNT
+    assert sample_set_is_current(tmp_path / "new" / "sample")
+
+
+def test_builtin_dataset_rewrites_a_stale_set(sample_folder: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "stale"
+    write_sample_set(folder)
+    expected = load_dataset(sample_folder).content_hash
+    (folder / "receipt-01.json").write_text('{"total": "0.00"}')
+    assert not sample_set_is_current(folder)
+    assert builtin_dataset(folder).content_hash == expected
+
+    # An older generator: files only it wrote go, the user's own files stay.
+    stamp = json.loads((folder / STAMP_NAME).read_text())
+    stamp["generator"] = "older"
+    stamp["files"]["receipt-99.png"] = "0" * 64
+    (folder / STAMP_NAME).write_text(json.dumps(stamp))
+    (folder / "receipt-99.png").write_bytes(b"old")
+    (folder / "mine.txt").write_text("keep me")
+    assert not sample_set_is_current(folder)
+
+    builtin_dataset(folder)
+
+    assert not (folder / "receipt-99.png").exists()
+    assert (folder / "mine.txt").read_text() == "keep me"
+    assert sample_set_is_current(folder)
+
+
+@pytest.mark.slow
+def test_rapidocr_reads_the_sample_items(sample_folder: Path) -> None:
+    from models.config import load_config
+    from utils.ocr_service import OcrSettings, ocr_file
+
+    config = load_config().config
+    items = {item.item_id: item for item in builtin_dataset(sample_folder).items}
+    total_right = []
+    for item_id in ("receipt-01", "receipt-06", "invoice-01"):
+        item = items[item_id]
+        settings = OcrSettings(engine="rapidocr", template=item.template)
+        result = ocr_file(item.image.read_bytes(), item.image.name, settings, config)
+        assert result.error is None
+        assert word_f1(result.text, item.text) >= 0.8, (item_id, result.text)
+        if item.template == "receipt":
+            total_right.append(
+                field_correct("total", result.fields["total"].value, item.fields["total"])
+            )
+    assert any(total_right)
