@@ -4,7 +4,7 @@
     python cli.py cache stats|clear [--config FILE]
     python cli.py ocr [--engine ID] [--template NAME] [--format text|markdown|json] FILE...
     python cli.py chat [--model ID] [--image FILE]... "question"
-    python cli.py models list [--json] | models download ID
+    python cli.py models list|status [--json] | models download ID
     python cli.py bench run|list|show|compare|rescore|rename|delete|sample ...
 
 Exit status 0 on success, 1 when the command failed (the message says why),
@@ -114,6 +114,12 @@ def _add_models_commands(commands: argparse._SubParsersAction) -> None:
     listing.add_argument("--json", action="store_true")
     _profile_option(listing)
     listing.set_defaults(handler=cmd_models_list)
+    status = sub.add_parser(
+        "status", help="check every entry and write results/model_status.json (+ history)"
+    )
+    status.add_argument("--json", action="store_true")
+    _profile_option(status)
+    status.set_defaults(handler=cmd_models_status)
     download = sub.add_parser("download", help="fetch a model into the Hugging Face cache")
     download.add_argument("model", help="catalog id or Hugging Face repo id")
     _profile_option(download)
@@ -201,6 +207,12 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     from cli_models import run_models_list
 
     return run_models_list(args, load_config(args.config).config)
+
+
+def cmd_models_status(args: argparse.Namespace) -> int:
+    from cli_models import run_models_status
+
+    return run_models_status(args, load_config(args.config))
 
 
 def cmd_models_download(args: argparse.Namespace) -> int:

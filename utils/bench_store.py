@@ -30,6 +30,7 @@ from typing import Literal
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.ocr_base import OcrLine
 from utils.errors import BadInput, StorageError
 from utils.storage import (
     VersionedRecord,
@@ -141,6 +142,9 @@ class ItemRecord(VersionedRecord):
     pages: int = 0
     tokens_in: int | None = None
     tokens_out: int | None = None
+    boxes: list[OcrLine] = Field(
+        default_factory=list, description="predicted lines with boxes, for the drill-down view"
+    )
     peak_rss_bytes: int | None = None
     peak_vram_bytes: int | None = None
     finished_at: str = ""

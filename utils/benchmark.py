@@ -200,9 +200,18 @@ class PipelineEngine:
             fields={name: value.value for name, value in result.fields.items()},
             seconds=seconds,
             pages=len(result.pages),
+            tokens_in=_page_tokens(result, "prompt_tokens"),
+            tokens_out=_page_tokens(result, "completion_tokens"),
             lines=[line for page in result.pages for line in page.lines],
             error="; ".join(page_errors) or None,
         )
+
+
+def _page_tokens(result, key: str) -> int | None:
+    """Token counts a VLM engine reported, summed over pages (None for classical engines)."""
+    counts = [page.usage.get(key) for page in result.pages if page.usage]
+    known = [count for count in counts if isinstance(count, int)]
+    return sum(known) if known else None
 
 
 def create_bench_engine(name: str, config: AppConfig) -> BenchEngine:
@@ -824,6 +833,7 @@ def process_item(manifest: Manifest, engine: BenchEngine, item: LabelledItem) ->
         pages=prediction.pages,
         tokens_in=prediction.tokens_in,
         tokens_out=prediction.tokens_out,
+        boxes=[line for line in prediction.lines if line.box is not None],
         peak_rss_bytes=peak_rss_bytes(),
         peak_vram_bytes=peak_vram_bytes(),
         finished_at=store.now_iso(),

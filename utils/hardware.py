@@ -1,0 +1,202 @@
+"""What this machine has (CPU, RAM, CUDA GPUs, Apple MPS) and which profile suits it.
+
+GPU facts come from torch, which costs seconds to import: ``detect_hardware``
+imports it on first use and keeps the GPU part for the life of the process (GPUs
+do not come and go), while RAM is read fresh on every call. Tests pass their
+own ``HardwareFacts`` to ``recommend_profile`` instead of detecting anything.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+import psutil
+from pydantic import BaseModel, ConfigDict, Field
+
+logger = logging.getLogger(__name__)
+
+GIB = 1024**3
+# Cards sold as "16 GB" report 15.6-16 GiB to CUDA; anything below 15 GiB is a smaller card.
+SMALL_GPU_BYTES = 15 * GIB
+BLACKWELL_CONSUMER_MAJOR = 12  # RTX 50xx: compute capability 12.0 (sm_120)
+
+CPU_PROFILE = "config.yaml"
+OPTIMIZED_PROFILE = "config_optimized.yaml"
+BLACKWELL_PROFILE = "config_blackwell_optimized.yaml"
+
+
+class GpuDevice(BaseModel):
+    """One CUDA device as torch reports it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: int = Field(ge=0)
+    name: str
+    total_vram_bytes: int = Field(ge=0)
+    compute_capability: tuple[int, int]
+
+    @property
+    def capability_label(self) -> str:
+        return f"{self.compute_capability[0]}.{self.compute_capability[1]}"
+
+
+class HardwareFacts(BaseModel):
+    """The machine the app runs on, as the Models page shows it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpu_logical_cores: int = Field(ge=1)
+    cpu_physical_cores: int | None = None
+    ram_total_bytes: int = Field(ge=0)
+    ram_available_bytes: int = Field(ge=0)
+    cuda_devices: list[GpuDevice] = Field(default_factory=list)
+    mps_available: bool = False
+    torch_version: str | None = None
+    torch_cuda_version: str | None = Field(None, description="CUDA version torch was built for")
+    gpu_note: str | None = Field(None, description="why GPU facts are missing, when they are")
+
+
+class Recommendation(BaseModel):
+    """The shipped profile that fits the hardware, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profile_file: str
+    reason: str
+
+
+class GpuFacts(BaseModel):
+    """The GPU part of ``HardwareFacts``: read once per process."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cuda_devices: list[GpuDevice] = Field(default_factory=list)
+    mps_available: bool = False
+    torch_version: str | None = None
+    torch_cuda_version: str | None = None
+    gpu_note: str | None = None
+
+
+def detect_hardware() -> HardwareFacts:
+    """CPU cores and RAM now, plus the GPU facts found on the first call in this process."""
+    memory = psutil.virtual_memory()
+    gpu = _cached_gpu_facts()
+    return HardwareFacts(
+        cpu_logical_cores=psutil.cpu_count(logical=True) or 1,
+        cpu_physical_cores=psutil.cpu_count(logical=False),
+        ram_total_bytes=memory.total,
+        ram_available_bytes=memory.available,
+        **gpu.model_dump(),
+    )
+
+
+@functools.cache
+def _cached_gpu_facts() -> GpuFacts:
+    try:
+        import torch
+    except ImportError:
+        return GpuFacts(gpu_note="torch is not installed, so GPUs cannot be detected")
+    return gpu_facts_from_torch(torch)
+
+
+def gpu_facts_from_torch(torch: Any) -> GpuFacts:
+    """CUDA devices and MPS as ``torch`` sees them; a broken driver becomes a note, not a crash."""
+    version = getattr(torch, "__version__", None)
+    cuda_version = getattr(getattr(torch, "version", None), "cuda", None)
+    try:
+        devices = _cuda_devices(torch)
+    except Exception as exc:  # driver/runtime mismatch, no libcuda: report, keep rendering
+        logger.warning("CUDA device query failed: %s", exc)
+        return GpuFacts(
+            mps_available=_mps_available(torch),
+            torch_version=version,
+            torch_cuda_version=cuda_version,
+            gpu_note=f"CUDA is installed but the devices could not be read: {exc}",
+        )
+    note = None
+    if not devices:
+        note = (
+            f"torch {version} is a CPU-only build"
+            if cuda_version is None
+            else "no CUDA device visible (no NVIDIA driver, or CUDA_VISIBLE_DEVICES hides them)"
+        )
+    return GpuFacts(
+        cuda_devices=devices,
+        mps_available=_mps_available(torch),
+        torch_version=version,
+        torch_cuda_version=cuda_version,
+        gpu_note=note,
+    )
+
+
+def _cuda_devices(torch: Any) -> list[GpuDevice]:
+    if not torch.cuda.is_available():
+        return []
+    devices = []
+    for index in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(index)
+        devices.append(
+            GpuDevice(
+                index=index,
+                name=str(props.name),
+                total_vram_bytes=int(props.total_memory),
+                compute_capability=(int(props.major), int(props.minor)),
+            )
+        )
+    return devices
+
+
+def _mps_available(torch: Any) -> bool:
+    mps = getattr(getattr(torch, "backends", None), "mps", None)
+    try:
+        return bool(mps is not None and mps.is_available())
+    except Exception:
+        return False
+
+
+def recommend_profile(facts: HardwareFacts) -> Recommendation:
+    """Which shipped profile to run here; the largest CUDA GPU decides."""
+    if not facts.cuda_devices:
+        return _without_cuda(facts)
+    gpu = max(facts.cuda_devices, key=lambda device: device.total_vram_bytes)
+    described = f"{gpu.name} ({gpu.total_vram_bytes / GIB:.0f} GiB, compute capability "
+    described += f"{gpu.capability_label})"
+    if gpu.compute_capability[0] == BLACKWELL_CONSUMER_MAJOR:
+        return Recommendation(
+            profile_file=BLACKWELL_PROFILE,
+            reason=f"{described} is a Blackwell card (sm_120): bf16 and SDPA attention, "
+            "since flash-attn has no wheels for it",
+        )
+    if gpu.total_vram_bytes < SMALL_GPU_BYTES:
+        return Recommendation(
+            profile_file=OPTIMIZED_PROFILE,
+            reason=f"{described} has under 16 GB: the larger VLMs load 4-/8-bit "
+            "(bitsandbytes) so they fit",
+        )
+    return Recommendation(
+        profile_file=OPTIMIZED_PROFILE,
+        reason=f"{described} has room, but it is not a Blackwell card, whose profile assumes "
+        "sm_120; the optimized profile (fp16, SDPA, 4-/8-bit only for the 7-8B models) runs on "
+        "any CUDA GPU — set `quantization: none` for the big ones if they fit unquantized",
+    )
+
+
+def _without_cuda(facts: HardwareFacts) -> Recommendation:
+    if facts.mps_available:
+        return Recommendation(
+            profile_file=CPU_PROFILE,
+            reason="Apple GPU (MPS) found, but in-process models run on CUDA or the CPU here "
+            "and bitsandbytes quantization needs CUDA: the CPU profile is the one that works; "
+            "for speed, serve a VLM with Ollama and use its endpoint",
+        )
+    return Recommendation(
+        profile_file=CPU_PROFILE,
+        reason="no CUDA GPU: the CPU profile (RapidOCR by default; VLMs run, slowly, on the "
+        "CPU, or on a vLLM / Ollama server through an endpoint)",
+    )
+
+
+def format_gib(count: int) -> str:
+    return f"{count / GIB:.1f} GiB"
