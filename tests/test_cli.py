@@ -125,3 +125,34 @@ def test_unknown_template_is_a_clear_error(
     image.write_bytes(encode(render_lines(["X"])))
     assert cli.main(["ocr", "--template", "menu", str(image)]) == 1
     assert "no template 'menu'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_chat_streams_to_the_terminal_and_keeps_the_turn(
+    chat_profile: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = tmp_path / "page.png"
+    image.write_bytes(encode(render_lines(["HELLO"], size=(240, 120), font_size=20)))
+    code = cli.main(
+        ["chat", "--model", "tiny_qwen", "--image", str(image), "--max-tokens", "6", "What is it?"]
+    )
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "[tiny_qwen · " in err and "tokens" in err
+    conversation_id = err.rsplit("conversation ", 1)[1].split("]")[0]
+    saved = json.loads(
+        (chat_profile.parent / "results" / "chats" / f"{conversation_id}.json").read_text()
+    )
+    assert [m["role"] for m in saved["messages"]] == ["user", "assistant"]
+    assert saved["messages"][0]["images"][0]["name"] == "page.png"
+    # A follow-up in the same conversation.
+    assert (
+        cli.main(["chat", "--conversation", conversation_id, "And now?", "--max-tokens", "4"]) == 0
+    )
+
+
+def test_chat_with_an_unknown_model_fails_clearly(
+    temp_profile: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["chat", "--model", "nope", "hi"]) == 1
+    assert "no chat model 'nope'" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 from typing import Any
 
 import psutil
@@ -200,3 +201,27 @@ def _without_cuda(facts: HardwareFacts) -> Recommendation:
 
 def format_gib(count: int) -> str:
     return f"{count / GIB:.1f} GiB"
+
+
+class ProcessMemory(BaseModel):
+    """What this process holds now: resident RAM, and GPU memory torch has allocated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ram_rss_bytes: int = Field(ge=0)
+    vram_allocated_bytes: dict[str, int] = Field(default_factory=dict)
+
+
+def process_memory() -> ProcessMemory:
+    """Measured, unlike the model manager's estimates; never imports torch itself."""
+    vram: dict[str, int] = {}
+    torch = sys.modules.get("torch")  # loaded models imported it; if not, no VRAM is in use
+    try:
+        if torch is not None and torch.cuda.is_available():
+            for index in range(torch.cuda.device_count()):
+                vram[f"cuda:{index}"] = int(torch.cuda.memory_allocated(index))
+    except Exception as exc:
+        logger.debug("cannot read CUDA memory: %s", exc)
+    return ProcessMemory(
+        ram_rss_bytes=psutil.Process().memory_info().rss, vram_allocated_bytes=vram
+    )
