@@ -10,12 +10,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from utils.chat_store import ChatStore
-
 from models.chat_types import GenerationParams
 from models.config import AppConfig
 from models.registry import create_chat_backend
 from utils.chat_service import new_user_message, stream_answer
+from utils.chat_store import ChatStore
 from utils.errors import BadInput
 from utils.ocr_service import document_limits
 
