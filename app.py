@@ -23,3 +23,5 @@ navigation = st.navigation(
 with st.sidebar:
     st.caption(f"Profile: `{loaded.source.name}`")
 navigation.run()
+# After the page: reading a damaged file is what moves it aside.
+ui.report_moved_aside(loaded.config.data_dir)

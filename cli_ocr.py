@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from models.config import AppConfig
+from utils.documents import sanitize_filename
 from utils.errors import AppError
 from utils.ocr_service import DocumentResult, OcrSettings, check_settings, ocr_file
 from utils.services import open_cache
@@ -43,12 +44,16 @@ def _ocr_path(path: Path, settings: OcrSettings, config: AppConfig, cache) -> Do
         data = path.read_bytes()
     except OSError as exc:
         return DocumentResult(
-            file=path.name, engine=settings.engine, error=f"cannot read: {exc.strerror}"
+            file=sanitize_filename(path.name),
+            engine=settings.engine,
+            error=f"cannot read {sanitize_filename(path.name)}: {exc.strerror}",
         )
     try:
         return ocr_file(data, path.name, settings, config, cache)
     except AppError as exc:
-        return DocumentResult(file=path.name, engine=settings.engine, error=str(exc))
+        return DocumentResult(
+            file=sanitize_filename(path.name), engine=settings.engine, error=str(exc)
+        )
 
 
 def _render(result: DocumentResult, fmt: str) -> str:

@@ -6,13 +6,19 @@ way everywhere: what happened, then what to do.
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import streamlit as st
 
 from models.config import LoadedConfig, active_profile_path, load_config
 from utils.errors import AppError, ConfigError
 from utils.logging_setup import setup_logging
+from utils.storage import CORRUPT_DIR_NAME, list_corrupt
 
 PAGE_ICON = "📄"
+_NOTICES_KEY = "ui_notices_after_rerun"
+_CORRUPT_NAMES_SHOWN = 5
 
 
 @st.cache_resource(show_spinner=False)
@@ -24,6 +30,7 @@ def _load_profile(path: str) -> LoadedConfig:
 
 def profile() -> LoadedConfig:
     """The active profile; on a broken one, show the error and stop this run."""
+    _started_at()  # first call fixes the start time that report_moved_aside counts from
     try:
         return _load_profile(str(active_profile_path()))
     except ConfigError as exc:
@@ -42,3 +49,53 @@ def show_error(exc: AppError) -> None:
 def not_yet_available(feature: str, detail: str) -> None:
     """Say plainly that a feature has not landed, instead of showing anything fake."""
     st.info(f"**{feature}** is not available in this version yet. {detail}")
+
+
+def error_after_rerun(message: str, hint: str | None = None) -> None:
+    """Keep an error to show on the next run: a page that calls ``st.rerun()`` right
+    after ``st.error`` would wipe the message before anyone saw it."""
+    st.session_state.setdefault(_NOTICES_KEY, []).append((message, hint))
+
+
+def show_errors_from_last_run() -> None:
+    for message, hint in st.session_state.pop(_NOTICES_KEY, []):
+        show_error(AppError(message, hint=hint))
+
+
+@st.cache_resource(show_spinner=False)
+def _started_at() -> float:
+    """When this server process first ran the app (cached once per process)."""
+    return time.time()
+
+
+def moved_aside_since_start(data_dir: Path) -> list[Path]:
+    """Files the storage layer moved into ``<data_dir>/.corrupt`` since the app started.
+
+    A move sets the file's ctime, so older moves (seen in an earlier run of the
+    server) are not reported again.
+    """
+    started = _started_at()
+    moved = []
+    for path in list_corrupt(data_dir / CORRUPT_DIR_NAME):
+        try:
+            if path.stat().st_ctime >= started:
+                moved.append(path)
+        except FileNotFoundError:  # removed by hand since it was listed
+            continue
+    return moved
+
+
+def report_moved_aside(data_dir: Path) -> None:
+    """A sidebar warning naming the damaged data files set aside since the app started."""
+    moved = moved_aside_since_start(data_dir)
+    if not moved:
+        return
+    names = ", ".join(f"`{path.name}`" for path in moved[-_CORRUPT_NAMES_SHOWN:])
+    more = len(moved) - _CORRUPT_NAMES_SHOWN
+    with st.sidebar:
+        st.warning(
+            f"{len(moved)} damaged data file(s) were moved aside to "
+            f"`{data_dir / CORRUPT_DIR_NAME}`: {names}"
+            + (f" and {more} more" if more > 0 else "")
+            + ". The app carries on without them; inspect or restore them by hand."
+        )

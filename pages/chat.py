@@ -26,6 +26,7 @@ PENDING_KEY = "chat_pending_answer"
 loaded = ui.profile()
 config = loaded.config
 st.title("💬 Chat")
+ui.show_errors_from_last_run()
 
 
 @st.cache_resource(show_spinner=False)
@@ -177,12 +178,23 @@ def usage_line(message: StoredMessage) -> str:
 
 
 def add_user_message(conversation: Conversation, text: str, files: list) -> None:
+    """Attach the images and queue the question; nothing is sent if an image is refused
+    (the model would answer about a picture it never saw). The page reruns right after
+    this, so refusals are shown on the next run."""
     images = []
+    refused = 0
     for upload in files:
         try:
             images.append(store.add_image(upload.getvalue(), upload.name))
         except AppError as exc:
-            ui.show_error(exc)
+            refused += 1
+            ui.error_after_rerun(exc.message, exc.hint)
+    if refused:
+        ui.error_after_rerun(
+            "The question was not sent.",
+            hint="Ask again with readable images (or without the refused ones).",
+        )
+        return
     if not text.strip() and not images:
         return
     conversation.messages.append(new_user_message(text, images))

@@ -325,7 +325,8 @@ def show_cache_tab() -> None:
     cols[2].metric("Hits", stats.hits)
     cols[3].metric("Misses", stats.misses)
     st.caption(
-        f"Limit {stats.max_bytes / 1e6:.0f} MB · {stats.evictions} evicted · in {config.cache_dir}"
+        f"Limit {stats.max_bytes / 1e6:.0f} MB · {stats.evictions} evicted · "
+        f"{stats.rejected} rejected (damaged or not signed by this app) · in {config.cache_dir}"
     )
     if st.button("🧹 Clear cache", key="clear_cache"):
         st.success(f"Removed {cache.clear()} cached entries.")

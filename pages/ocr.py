@@ -12,15 +12,7 @@ from utils.drawing import draw_boxes
 from utils.errors import AppError
 from utils.exports import document_markdown, document_text, fields_csv, results_json
 from utils.layout import table_rows
-from utils.ocr_runs import (
-    OcrRun,
-    list_runs,
-    load_run,
-    load_upload,
-    new_run_id,
-    save_run,
-    store_upload,
-)
+from utils.ocr_runs import OcrRun, RunRecorder, list_runs, load_run, load_upload
 from utils.ocr_service import DocumentResult, OcrSettings, PageResult, document_limits, ocr_file
 from utils.services import open_cache
 
@@ -89,10 +81,10 @@ def settings_form() -> tuple[list, OcrSettings | None, str]:
 
 
 def run_batch(files: list, settings: OcrSettings) -> str:
-    """OCR every file with per-file status; the run is saved to disk as it completes."""
+    """OCR every file with per-file status; the run is saved to disk after each file."""
     cache = open_cache(config)
     bar = st.progress(0.0, text="Starting…")
-    results: list[DocumentResult] = []
+    recorder = RunRecorder(config, settings.model_dump())
     for number, upload in enumerate(files, start=1):
         data = upload.getvalue()
 
@@ -105,18 +97,9 @@ def run_batch(files: list, settings: OcrSettings) -> str:
         except AppError as exc:  # the engine itself is unusable: stop the batch
             ui.show_error(exc)
             break
-        if result.sha256:
-            store_upload(config, data, result.sha256)
-        results.append(result)
-    bar.progress(1.0, text=f"Done: {len(results)} file(s)")
-    run = OcrRun(
-        run_id=new_run_id(),
-        created_at=pd.Timestamp.now(tz="UTC").isoformat(),
-        settings=settings.model_dump(),
-        documents=results,
-    )
-    save_run(config, run)
-    return run.run_id
+        recorder.add(result, data)
+    bar.progress(1.0, text=f"Done: {len(recorder.run.documents)} file(s)")
+    return recorder.run.run_id
 
 
 def show_run(run: OcrRun, fmt: str) -> None:

@@ -44,7 +44,9 @@ __all__ = [
     "write_sample_set",
 ]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif")
+# Files a user may expect to be read that are not: said so, instead of skipped silently.
+UNREAD_DOCUMENT_SUFFIXES = (".pdf",)
 DatasetFormat = Literal["sroie", "pairs", "builtin"]
 TRUTH_SUFFIXES: dict[str, tuple[str, ...]] = {
     "sroie": (".csv", ".json"),
@@ -167,7 +169,7 @@ def _read_text(path: Path, data: bytes) -> str:
     return "\n".join(_decode(data, path, "text").splitlines()).rstrip("\n")
 
 
-def _image_problem(data: bytes) -> str | None:
+def _image_problem(data: bytes, name: str) -> str | None:
     """Why Pillow cannot read this image's header and structure, or None when it can.
 
     ``verify`` checks the file's structure (PNG chunk CRCs, ...) without decoding
@@ -179,9 +181,12 @@ def _image_problem(data: bytes) -> str | None:
         with Image.open(io.BytesIO(data)) as image:
             image.verify()
     except Image.DecompressionBombError as exc:
-        return f"image too large: {exc}"
+        return f"image too large: {name}: {exc}"
     except Exception as exc:  # noqa: BLE001 - see docstring
-        return f"unreadable image: {exc or type(exc).__name__}"
+        # Pillow's "cannot identify image file <_io.BytesIO object at 0x...>" names our
+        # buffer, not the user's file.
+        reason = re.sub(r" <_io\.BytesIO object at 0x[0-9a-f]+>", "", str(exc))
+        return f"unreadable image: {name}: {reason or type(exc).__name__}"
     return None
 
 
@@ -232,6 +237,10 @@ def _scan(root: Path) -> _Folder:
         suffix = entry.suffix.lower()
         if suffix in IMAGE_SUFFIXES:
             folder.images.append(entry)
+        elif suffix in UNREAD_DOCUMENT_SUFFIXES:
+            folder.problems.append(
+                f"{entry.name}: benchmarks read images only ({', '.join(IMAGE_SUFFIXES)}); ignored"
+            )
         else:
             folder.truth.setdefault(entry.stem, {}).setdefault(suffix, entry)
     if not folder.images:
@@ -316,7 +325,7 @@ def _read_item(
     """The item and the sha256 of every file it used (relative path -> digest)."""
     reading = _Reading()
     data = _load_bytes(image, folder.root, reading)
-    image_problem = _image_problem(data) if data is not None else None
+    image_problem = _image_problem(data, image.name) if data is not None else None
     reading.problems.extend([image_problem] if image_problem else [])
     truth = folder.truth.get(image.stem, {})
     suffixes = TRUTH_SUFFIXES[fmt]

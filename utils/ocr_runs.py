@@ -45,6 +45,28 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
+class RunRecorder:
+    """Builds an OCR run and saves it after every file.
+
+    A crash or a kill mid-batch (the server restarted, the browser tab closed) then
+    loses at most the file being read; the run on disk always parses.
+    """
+
+    def __init__(self, config: AppConfig, settings: dict) -> None:
+        self.config = config
+        self.run = OcrRun(
+            run_id=new_run_id(), created_at=datetime.now(UTC).isoformat(), settings=settings
+        )
+        save_run(config, self.run)
+
+    def add(self, result: DocumentResult, data: bytes) -> None:
+        # The upload first: a saved run never points at a file that was not kept.
+        if result.sha256:
+            store_upload(self.config, data, result.sha256)
+        self.run.documents.append(result)
+        save_run(self.config, self.run)
+
+
 def runs_dir(config: AppConfig) -> Path:
     return config.data_dir / "ocr"
 
