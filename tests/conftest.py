@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from models.config import REPO_ROOT
+from tests.helpers.profiles import write_test_profile
 
 # Nothing in the tests may reach a network: make Hugging Face libraries fail fast.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -17,14 +17,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 @pytest.fixture
 def temp_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """config.yaml with results/ and cache/ moved into tmp_path, made active."""
-    profile = tmp_path / "profile.yaml"
-    profile.write_text(
-        f"extends: {REPO_ROOT / 'config.yaml'}\n"
-        "app:\n"
-        f"  data_dir: {tmp_path / 'results'}\n"
-        f"  cache_dir: {tmp_path / 'cache'}\n",
-        encoding="utf-8",
-    )
+    profile = write_test_profile(tmp_path)
     monkeypatch.setenv("CHATVLM_CONFIG", str(profile))
     return profile
 
@@ -41,12 +34,8 @@ def tiny_vlms(tmp_path_factory: pytest.TempPathFactory):
 def chat_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_vlms) -> Path:
     """config.yaml plus a tiny Qwen2-VL chat model, data folders in tmp_path, made active."""
     folder = tiny_vlms("qwen2_vl")
-    profile = tmp_path / "chat_profile.yaml"
-    profile.write_text(
-        f"extends: {REPO_ROOT / 'config.yaml'}\n"
-        "app:\n"
-        f"  data_dir: {tmp_path / 'results'}\n"
-        f"  cache_dir: {tmp_path / 'cache'}\n"
+    profile = write_test_profile(
+        tmp_path,
         "models:\n"
         "  tiny_qwen:\n"
         "    display_name: Tiny Qwen2-VL\n"
@@ -56,7 +45,7 @@ def chat_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_vlms) -> 
         "    dtype: float32\n"
         "    device_map: cpu\n"
         "    max_new_tokens: 8\n",
-        encoding="utf-8",
+        name="chat_profile.yaml",
     )
     monkeypatch.setenv("CHATVLM_CONFIG", str(profile))
     return profile

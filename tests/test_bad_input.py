@@ -32,6 +32,7 @@ from streamlit.testing.v1 import AppTest
 
 from models.config import REPO_ROOT, load_config
 from tests.helpers.fake_openai_server import FakeOpenAIServer
+from tests.helpers.profiles import write_test_profile
 from tests.helpers.render import encode, render_lines
 from tests.test_documents import build_pdf, encrypted_pdf, png_claiming_size
 from utils.bench_store import read_items
@@ -235,22 +236,10 @@ def new_files(before: dict[str, set[str]], after: dict[str, set[str]]) -> dict[s
     return {where: after[where] - before[where] for where in before if after[where] - before[where]}
 
 
-def write_profile(base: Path, extra: str = "") -> Path:
-    profile = base / "profile.yaml"
-    profile.write_text(
-        f"extends: {REPO_ROOT / 'config.yaml'}\n"
-        "app:\n"
-        f"  data_dir: {base / 'results'}\n"
-        f"  cache_dir: {base / 'cache'}\n" + extra,
-        encoding="utf-8",
-    )
-    return profile
-
-
 @pytest.fixture(scope="module")
 def module_profile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     base = tmp_path_factory.mktemp("bad_input")
-    profile = write_profile(base)
+    profile = write_test_profile(base)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CHATVLM_CONFIG", str(profile))
         yield profile
@@ -348,7 +337,7 @@ def chat_page(tmp_path_factory: pytest.TempPathFactory):
     """
     base = tmp_path_factory.mktemp("bad_input_chat")
     with FakeOpenAIServer(models=("fake-vlm",)) as server, pytest.MonkeyPatch.context() as patch:
-        profile = write_profile(base, fake_model_yaml(server.base_url))
+        profile = write_test_profile(base, fake_model_yaml(server.base_url))
         patch.setenv("CHATVLM_CONFIG", str(profile))
         snapshot = snapshot_for(profile)
         before = snapshot.take()
@@ -437,7 +426,7 @@ def test_chat_writes_only_data_folders_and_keeps_serving(chat_page) -> None:
 def cli_ocr(tmp_path_factory: pytest.TempPathFactory):
     """Every applicable case as a file on disk, read by one `cli.py ocr` process."""
     base = tmp_path_factory.mktemp("bad_input_cli")
-    profile = write_profile(base)
+    profile = write_test_profile(base)
     inputs = base / "inputs"
     (inputs / "sub").mkdir(parents=True)
     arguments = []
@@ -527,7 +516,7 @@ DATASET_REFUSALS = {
 def dataset_run(tmp_path_factory: pytest.TempPathFactory):
     """A pairs folder holding every applicable case with a truth file, run with RapidOCR."""
     base = tmp_path_factory.mktemp("bad_input_dataset")
-    profile = write_profile(base)
+    profile = write_test_profile(base)
     folder = base / "set"
     folder.mkdir()
     for case in [c for c in CASES if c.id not in NOT_APPLICABLE["dataset"]] + [GOOD]:
@@ -612,7 +601,7 @@ def test_chat_add_image_only_raises_bad_input(fuzz_store: ChatStore, magic, tail
 def fuzz_config(tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("fuzz_ocr")
     upload = "\n".join(f"    {key}: {value}" for key, value in FUZZ_LIMITS.model_dump().items())
-    return load_config(write_profile(base, f"  upload:\n{upload}\n")).config
+    return load_config(write_test_profile(base, f"  upload:\n{upload}\n")).config
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning:PIL")

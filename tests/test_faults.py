@@ -27,6 +27,7 @@ from streamlit.testing.v1 import AppTest
 
 from models.config import REPO_ROOT, load_config
 from tests.helpers.fake_openai_server import Drop, Fail, FakeOpenAIServer, Hang, Reply
+from tests.helpers.profiles import write_test_profile
 from tests.helpers.render import encode, render_lines
 from utils.bench_store import ItemRecord, Manifest, RunState, Summary
 from utils.benchmark import (
@@ -46,18 +47,6 @@ from utils.storage import CORRUPT_DIR_NAME, list_corrupt, read_json, read_jsonl
 
 APP = str(REPO_ROOT / "app.py")
 CHILD_ENV = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-
-
-def write_profile(base: Path, extra: str = "") -> Path:
-    profile = base / "profile.yaml"
-    profile.write_text(
-        f"extends: {REPO_ROOT / 'config.yaml'}\n"
-        "app:\n"
-        f"  data_dir: {base / 'results'}\n"
-        f"  cache_dir: {base / 'cache'}\n" + extra,
-        encoding="utf-8",
-    )
-    return profile
 
 
 def fake_model_yaml(base_url: str, timeout_s: float = 5) -> str:
@@ -126,7 +115,7 @@ for path in sys.argv[2:]:
 
 
 def test_kill_mid_ocr_batch_keeps_every_finished_file(tmp_path: Path) -> None:
-    profile = write_profile(tmp_path)
+    profile = write_test_profile(tmp_path)
     files = []
     for number in range(8):
         path = tmp_path / f"page{number}.png"
@@ -153,7 +142,7 @@ def test_kill_mid_chat_answer_keeps_the_question(tmp_path: Path) -> None:
     chunks = tuple(f"word{n} " for n in range(40))
     with FakeOpenAIServer() as server:
         server.script(Reply(chunks=chunks, chunk_delay_s=0.1))
-        profile = write_profile(tmp_path, fake_model_yaml(server.base_url))
+        profile = write_test_profile(tmp_path, fake_model_yaml(server.base_url))
         child = start_child(
             [sys.executable, "cli.py", "chat", "--model", "fake_vlm", "What is it?"], profile
         )
@@ -264,7 +253,7 @@ def damaged_profile(tmp_path: Path) -> tuple[Path, bytes]:
 
     Returns the profile and an image whose cached OCR result was damaged.
     """
-    profile = write_profile(tmp_path, "cache:\n  max_mb: 1\n")
+    profile = write_test_profile(tmp_path, "cache:\n  max_mb: 1\n")
     config = load_config(profile).config
     fill_cache(config.cache_dir, 3)
     image = encode(render_lines(["DAMAGED CACHE 77"], size=(500, 100), font_size=40))
@@ -364,7 +353,7 @@ def test_hang_500_and_dropped_stream_show_the_error_and_the_next_question_works(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with FakeOpenAIServer() as server:
-        profile = write_profile(tmp_path, fake_model_yaml(server.base_url, timeout_s=1))
+        profile = write_test_profile(tmp_path, fake_model_yaml(server.base_url, timeout_s=1))
         monkeypatch.setenv("CHATVLM_CONFIG", str(profile))
         at = AppTest.from_file(APP, default_timeout=60)
         at.run()
