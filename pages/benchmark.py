@@ -42,7 +42,10 @@ def _availability(profile_sha: str) -> dict[str, str]:
 
 
 def start_form() -> None:
-    with st.expander("▶️ Start a run", expanded=not list_runs(data_dir)):
+    # Open on a first visit with no runs yet. Decided once per session: were it
+    # recomputed, the first finished run would fold the form shut on the next click.
+    start_open = st.session_state.setdefault("bench_start_open", not list_runs(data_dir))
+    with st.expander("▶️ Start a run", expanded=start_open):
         unavailable = _availability(loaded.sha256)
         usable = [n for n in bench_engine_names(config) if n not in unavailable]
         source = st.radio(

@@ -22,6 +22,7 @@ from utils.safe_markdown import SafeStream, safe_markdown
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
 CONVERSATION_KEY = "chat_conversation_id"
 PENDING_KEY = "chat_pending_answer"
+FRESH_KEY = "chat_fresh_conversation"
 
 loaded = ui.profile()
 config = loaded.config
@@ -50,6 +51,9 @@ def current_conversation() -> Conversation:
     """The tab's conversation: reopened from disk after a refresh, else a new one."""
     conversation_id = st.session_state.get(CONVERSATION_KEY)
     conversation = store.load(conversation_id) if conversation_id else None
+    fresh = st.session_state.get(FRESH_KEY)
+    if conversation is None and fresh is not None and fresh.id == conversation_id:
+        conversation = fresh  # a "New chat" is written with its first question
     if conversation is None:
         recent = store.list()
         conversation = store.load(recent[0].id) if recent else None
@@ -72,6 +76,7 @@ def conversation_sidebar(conversation: Conversation) -> None:
                 conversation.model_id, conversation.params, conversation.system_prompt
             )
             st.session_state[CONVERSATION_KEY] = fresh.id
+            st.session_state[FRESH_KEY] = fresh
             st.rerun()
         summaries = store.list()
         ids = [s.id for s in summaries]

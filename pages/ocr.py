@@ -80,10 +80,11 @@ def settings_form() -> tuple[list, OcrSettings | None, str]:
     return files, settings, fmt
 
 
-def run_batch(files: list, settings: OcrSettings) -> str:
-    """OCR every file with per-file status; the run is saved to disk after each file."""
+def run_batch(files: list, settings: OcrSettings, slot) -> str:
+    """OCR every file with per-file status; the run is saved to disk after each file.
+    Its progress bar and errors go into ``slot``, a container every run of the page has."""
     cache = open_cache(config)
-    bar = st.progress(0.0, text="Starting…")
+    bar = slot.progress(0.0, text="Starting…")
     recorder = RunRecorder(config, settings.model_dump())
     for number, upload in enumerate(files, start=1):
         data = upload.getvalue()
@@ -95,7 +96,8 @@ def run_batch(files: list, settings: OcrSettings) -> str:
         try:
             result = ocr_file(data, upload.name, settings, config, cache, on_page)
         except AppError as exc:  # the engine itself is unusable: stop the batch
-            ui.show_error(exc)
+            with slot:
+                ui.show_error(exc)
             break
         recorder.add(result, data)
     bar.progress(1.0, text=f"Done: {len(recorder.run.documents)} file(s)")
@@ -212,8 +214,13 @@ def previous_runs() -> None:
 
 
 files, settings, fmt = settings_form()
-if st.button("Run OCR", type="primary", disabled=not files or settings is None):
-    st.session_state[RUN_KEY] = run_batch(files, settings)
+run_clicked = st.button("Run OCR", type="primary", disabled=not files or settings is None)
+# Present (empty) on every run, so the results below keep their place between runs:
+# shifted by a progress bar that is gone after the next click, an opened file's
+# expander would snap shut.
+progress_slot = st.container()
+if run_clicked:
+    st.session_state[RUN_KEY] = run_batch(files, settings, progress_slot)
 previous_runs()
 if run_id := st.session_state.get(RUN_KEY):
     run = load_run(config, run_id)

@@ -9,7 +9,9 @@ user text, how many images arrived and their decoded sizes), so a test can check
 what the client really sent. ``script()`` queues other behaviours, one per chat
 request: ``Reply`` (fixed chunks, slow chunks, no usage), ``Fail`` (an HTTP error
 status), ``Hang`` (no answer for a while) and ``Drop`` (close the connection after
-some chunks). Every request is recorded, with the images it carried decoded.
+some chunks); ``default=`` sets what every request gets once the script is
+empty (e.g. the same fixed ``Reply`` forever). Every request is recorded, with
+the images it carried decoded.
 
     with FakeOpenAIServer(models=("fake-vlm",)) as server:
         server.script(Fail(503), Reply(chunks=("a", "b")))
@@ -105,8 +107,11 @@ class FakeOpenAIServer:
         models: tuple[str, ...] = ("fake-vlm",),
         api_key: str | None = None,
         reject_stream_options: bool = False,
+        default: Behaviour | None = None,
     ) -> None:
         self.models = models
+        # What a chat request gets once the script is empty (None: describe the request).
+        self.default = default or Reply()
         self.api_key = api_key
         self.reject_stream_options = reject_stream_options
         self.requests: list[RecordedRequest] = []
@@ -148,13 +153,13 @@ class FakeOpenAIServer:
     # -- scripting and records -------------------------------------------------
 
     def script(self, *behaviours: Behaviour) -> None:
-        """Queue behaviours for the next chat requests; an empty queue means ``Reply()``."""
+        """Queue behaviours for the next chat requests; an empty queue means ``default``."""
         with self._lock:
             self._script.extend(behaviours)
 
     def next_behaviour(self) -> Behaviour:
         with self._lock:
-            return self._script.popleft() if self._script else Reply()
+            return self._script.popleft() if self._script else self.default
 
     def record(self, request: RecordedRequest) -> None:
         with self._lock:
