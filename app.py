@@ -14,10 +14,10 @@ loaded = ui.profile()
 # Emoji icons on purpose: `:material/...:` icons make the browser fetch a font from a CDN.
 navigation = st.navigation(
     [
-        st.Page("pages/chat.py", title="Chat", icon="💬", default=True),
-        st.Page("pages/ocr.py", title="OCR", icon="🔎"),
-        st.Page("pages/benchmark.py", title="Benchmarks", icon="📊"),
-        st.Page("pages/models.py", title="Models", icon="🧠"),
+        st.Page("app_pages/chat.py", title="Chat", icon="💬", default=True),
+        st.Page("app_pages/ocr.py", title="OCR", icon="🔎"),
+        st.Page("app_pages/benchmark.py", title="Benchmarks", icon="📊"),
+        st.Page("app_pages/models.py", title="Models", icon="🧠"),
     ]
 )
 with st.sidebar:

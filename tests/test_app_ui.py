@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from models.config import REPO_ROOT
 
 APP = str(REPO_ROOT / "app.py")
-PAGES = ["pages/chat.py", "pages/ocr.py", "pages/benchmark.py", "pages/models.py"]
+PAGES = ["app_pages/chat.py", "app_pages/ocr.py", "app_pages/benchmark.py", "app_pages/models.py"]
 
 
 def _start(timeout: float = 60) -> AppTest:
@@ -47,7 +47,7 @@ def test_broken_profile_shows_the_error_and_stops(
 
 def test_models_page_lists_the_catalog_and_cache(temp_profile: Path) -> None:
     at = _start()
-    at.switch_page("pages/models.py").run()
+    at.switch_page("app_pages/models.py").run()
     table = at.dataframe[0].value
     assert "qwen2_vl_2b" in set(table["id"])
     assert [m.label for m in at.metric][:2] == ["Entries", "Size (MB)"]

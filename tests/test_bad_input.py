@@ -286,7 +286,7 @@ def ocr_page(module_profile: Path):
     before = snapshot.take()
     at = AppTest.from_file(APP, default_timeout=180)
     at.run()
-    at.switch_page("pages/ocr.py").run()
+    at.switch_page("app_pages/ocr.py").run()
     cases = [c for c in CASES if c.id not in NOT_APPLICABLE["ocr_page"]]
     outcomes = upload_and_run(at, cases)
     after_good = upload_and_run(at, [GOOD])
@@ -315,7 +315,7 @@ def test_ocr_page_survives_a_nul_in_a_file_name(module_profile: Path) -> None:
     case = BY_ID["name_nul"]
     at = AppTest.from_file(APP, default_timeout=180)
     at.run()
-    at.switch_page("pages/ocr.py").run()
+    at.switch_page("app_pages/ocr.py").run()
     at.file_uploader[0].set_value([(case.filename, case.data, "image/png")]).run()
     # Streamlit refuses the name while reading the widget, before the page runs.
     assert [str(e.value) for e in at.exception] == ["Filename cannot contain null bytes."]

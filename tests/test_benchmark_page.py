@@ -42,7 +42,7 @@ def echo_engine() -> Iterator[None]:
 def _bench_page() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=180)
     at.run()
-    at.switch_page("pages/benchmark.py").run()
+    at.switch_page("app_pages/benchmark.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 

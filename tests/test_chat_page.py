@@ -55,3 +55,9 @@ def test_follow_up_keeps_the_earlier_image_in_context(chat_profile: Path) -> Non
     assert [m.name for m in at.chat_message] == ["user", "assistant", "user", "assistant"]
     second = [c.value for c in at.chat_message[3].caption]
     assert any("1 image(s)" in u for u in second), second  # the first turn's image was sent again
+
+
+def test_a_new_chat_takes_the_models_own_token_limit(chat_profile: Path) -> None:
+    at = _chat_page()
+    limit = next(n for n in at.sidebar.number_input if n.label == "Max new tokens")
+    assert limit.value == 8  # tiny_qwen's max_new_tokens in the profile, not the generic 512

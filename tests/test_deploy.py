@@ -130,7 +130,13 @@ def test_dockerignore_keeps_data_caches_and_venv_out() -> None:
     for path in (".venv/bin/python", "results/chats/a.json", "cache/x.pkl", "data/sroie/1.jpg"):
         assert dockerignored(path), path
     assert dockerignored(".git/HEAD") and dockerignored("utils/__pycache__/x.pyc")
-    for path in ("app.py", "config_docker.yaml", "requirements.txt", "pages/models.py", "ui.py"):
+    for path in (
+        "app.py",
+        "config_docker.yaml",
+        "requirements.txt",
+        "app_pages/models.py",
+        "ui.py",
+    ):
         assert not dockerignored(path), path
 
 

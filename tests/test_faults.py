@@ -306,7 +306,7 @@ def test_damaged_files_are_moved_aside_reported_and_the_app_works(damaged_profil
     at.run()  # the Chat page lists conversations: the damaged one is moved aside
     assert not at.exception, [e.value for e in at.exception]
     assert "1 damaged data file(s) were moved aside" in sidebar_warnings(at)
-    for page in ("pages/ocr.py", "pages/benchmark.py", "pages/models.py"):
+    for page in ("app_pages/ocr.py", "app_pages/benchmark.py", "app_pages/models.py"):
         at.switch_page(page).run()
         assert not at.exception, (page, [e.value for e in at.exception])
 
@@ -320,7 +320,7 @@ def test_damaged_files_are_moved_aside_reported_and_the_app_works(damaged_profil
 
     # The OCR page reads the image whose cache entry was damaged: a rejected entry, a
     # miss, a fresh result, and the cache back under its cap.
-    at.switch_page("pages/ocr.py").run()
+    at.switch_page("app_pages/ocr.py").run()
     at.file_uploader[0].set_value([("again.png", image, "image/png")]).run()
     next(b for b in at.button if b.label == "Run OCR").click().run()
     assert not at.exception, [e.value for e in at.exception]
@@ -329,7 +329,7 @@ def test_damaged_files_are_moved_aside_reported_and_the_app_works(damaged_profil
     assert stats.rejected == 1 and stats.misses >= 1
     assert stats.size_bytes <= stats.max_bytes and stats.evictions > 0
 
-    at.switch_page("pages/models.py").run()
+    at.switch_page("app_pages/models.py").run()
     assert any("1 rejected" in c.value for c in at.caption)
     # What is left parses; the damaged items.jsonl line is skipped, not fatal.
     for path in (config.data_dir / "benchmarks").rglob("*.json"):

@@ -51,7 +51,7 @@ def page_profile(temp_profile: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
 def open_page(timeout: float = 60) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=timeout)
     at.run()
-    at.switch_page("pages/models.py").run()
+    at.switch_page("app_pages/models.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 

@@ -15,7 +15,7 @@ APP = str(REPO_ROOT / "app.py")
 def _ocr_page() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
-    at.switch_page("pages/ocr.py").run()
+    at.switch_page("app_pages/ocr.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 

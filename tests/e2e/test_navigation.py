@@ -1,4 +1,9 @@
-"""The first visitor of a freshly started server, arriving by a bookmarked deep link."""
+"""The first visitor of a freshly started server, arriving by a bookmarked deep link.
+
+The pages live in app_pages/, not pages/: with a pages/ folder Streamlit starts a
+process in its legacy multipage mode, and a deep link as the very first visit ran
+that page without app.py and listed the files instead of the app's menu.
+"""
 
 from __future__ import annotations
 
@@ -21,16 +26,6 @@ def fresh_server(
         yield server
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Streamlit runs the very first script run of a process in the legacy pages/ "
-        "directory mode (PagesManager.uses_pages_directory starts True because pages/ "
-        "exists, and only st.navigation() in app.py resets it): a deep link as the first "
-        "visit runs pages/ocr.py without app.py and lists the files (app, benchmark, ...). "
-        "Fix: rename pages/ (e.g. app_pages/) and update the st.Page paths."
-    ),
-)
 def test_deep_link_as_first_visit_gets_the_apps_navigation(
     browser: Any, fresh_server: h.AppServer
 ) -> None:

@@ -58,9 +58,20 @@ def current_conversation() -> Conversation:
         recent = store.list()
         conversation = store.load(recent[0].id) if recent else None
     if conversation is None:
-        conversation = store.new(default_model(), GenerationParams())
+        model = default_model()
+        conversation = store.new(model, model_defaults(model))
     st.session_state[CONVERSATION_KEY] = conversation.id
     return conversation
+
+
+def model_defaults(model_id: str | None) -> GenerationParams:
+    """The catalog entry's sampling defaults (max_new_tokens, temperature, top_p)."""
+    entry = config.models.get(model_id or "")
+    if entry is None:
+        return GenerationParams()
+    return GenerationParams(
+        max_new_tokens=entry.max_new_tokens, temperature=entry.temperature, top_p=entry.top_p
+    )
 
 
 def default_model() -> str | None:
@@ -134,12 +145,15 @@ def model_sidebar(conversation: Conversation) -> None:
             st.error("The active profile has no chat models.")
             return
         index = ids.index(conversation.model_id) if conversation.model_id in ids else 0
-        conversation.model_id = st.selectbox(
+        chosen = st.selectbox(
             "Model",
             ids,
             index=index,
             format_func=lambda m: ("" if statuses[m][0] else "⚠️ ") + statuses[m][2],
         )
+        if chosen != conversation.model_id and not conversation.messages:
+            conversation.params = model_defaults(chosen)  # a fresh chat takes the model's own
+        conversation.model_id = chosen
         ok, detail, _ = statuses[conversation.model_id]
         (st.caption if ok else st.warning)(detail)
         conversation.system_prompt = st.text_area(
