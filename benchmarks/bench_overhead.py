@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from PIL import Image  # noqa: E402
 
 from models.config import load_config  # noqa: E402
+from tests.helpers.profiles import write_test_profile  # noqa: E402
 from utils import bench_store as store  # noqa: E402
 from utils.benchmark import (  # noqa: E402
     BenchRequest,
@@ -64,16 +65,6 @@ def write_dataset(folder: Path, items: int) -> None:
         stem.with_suffix(".json").write_text(json.dumps({"total": "12.50", "date": "01/02/2019"}))
 
 
-def write_profile(tmp: Path) -> Path:
-    profile = tmp / "profile.yaml"
-    profile.write_text(
-        f"extends: {REPO_ROOT / 'config.yaml'}\n"
-        f"app:\n  data_dir: {tmp / 'results'}\n  cache_dir: {tmp / 'cache'}\n",
-        encoding="utf-8",
-    )
-    return profile
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=300)
@@ -82,7 +73,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as name:
         tmp = Path(name)
         write_dataset(tmp / "set", args.items)
-        loaded = load_config(write_profile(tmp))
+        loaded = load_config(write_test_profile(tmp))
         started = time.perf_counter()
         load_dataset(tmp / "set")
         load_s = time.perf_counter() - started

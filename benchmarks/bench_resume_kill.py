@@ -37,6 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from tests.helpers.profiles import write_test_profile  # noqa: E402
 from utils.benchmark import Prediction, register_bench_engine  # noqa: E402
 
 PLUGIN_MODULE = "benchmarks.bench_resume_kill"
@@ -89,16 +90,6 @@ def write_dataset(folder: Path, items: int, rendered: bool) -> None:
         stem.with_suffix(".txt").write_text("\n".join(lines), encoding="utf-8")
         fields = {"total": f"{rng.randint(1, 99)}.50", "date": "01/02/2019"}
         stem.with_suffix(".json").write_text(json.dumps(fields), encoding="utf-8")
-
-
-def write_profile(tmp: Path) -> Path:
-    profile = tmp / "profile.yaml"
-    profile.write_text(
-        f"extends: {REPO_ROOT / 'config.yaml'}\n"
-        f"app:\n  data_dir: {tmp / 'results'}\n  cache_dir: {tmp / 'cache'}\n",
-        encoding="utf-8",
-    )
-    return profile
 
 
 def bench_command(dataset: Path, engine: str, run_id: str) -> list[str]:
@@ -221,7 +212,7 @@ def main() -> int:
         tmp = Path(name)
         dataset = tmp / "set"
         write_dataset(dataset, args.items, rendered=not fake)
-        env = {**cli_env(write_profile(tmp)), DELAY_ENV_VAR: str(args.delay)}
+        env = {**cli_env(write_test_profile(tmp)), DELAY_ENV_VAR: str(args.delay)}
         started = time.perf_counter()
         reference = run_to_end(bench_command(dataset, args.engine, REFERENCE_RUN_ID), env)
         clean_s = time.perf_counter() - started

@@ -32,7 +32,7 @@ from streamlit.testing.v1 import AppTest
 
 from models.config import REPO_ROOT, load_config
 from tests.helpers.fake_openai_server import FakeOpenAIServer
-from tests.helpers.profiles import write_test_profile
+from tests.helpers.profiles import fake_server_model_yaml, write_test_profile
 from tests.helpers.render import encode, render_lines
 from tests.test_documents import build_pdf, encrypted_pdf, png_claiming_size
 from utils.bench_store import read_items
@@ -337,7 +337,7 @@ def chat_page(tmp_path_factory: pytest.TempPathFactory):
     """
     base = tmp_path_factory.mktemp("bad_input_chat")
     with FakeOpenAIServer(models=("fake-vlm",)) as server, pytest.MonkeyPatch.context() as patch:
-        profile = write_test_profile(base, fake_model_yaml(server.base_url))
+        profile = write_test_profile(base, fake_server_model_yaml(server.base_url))
         patch.setenv("CHATVLM_CONFIG", str(profile))
         snapshot = snapshot_for(profile)
         before = snapshot.take()
@@ -358,23 +358,6 @@ def chat_case(case: Case) -> Case:
     if not case.filename.endswith(".pdf"):
         return case
     return Case(case.id, case.filename + ".png", case.data, case.refused_with, case.marker)
-
-
-def fake_model_yaml(base_url: str) -> str:
-    return (
-        "endpoints:\n"
-        "  fake:\n"
-        f"    base_url: {base_url}\n"
-        "    timeout_s: 5\n"
-        "    max_retries: 0\n"
-        "models:\n"
-        "  fake_vlm:\n"
-        "    display_name: Fake VLM\n"
-        "    backend: openai\n"
-        "    task: chat\n"
-        "    endpoint: fake\n"
-        "    served_name: fake-vlm\n"
-    )
 
 
 def ask_with(at: AppTest, case: Case, base: Path) -> Outcome:

@@ -27,7 +27,7 @@ from streamlit.testing.v1 import AppTest
 
 from models.config import REPO_ROOT, load_config
 from tests.helpers.fake_openai_server import Drop, Fail, FakeOpenAIServer, Hang, Reply
-from tests.helpers.profiles import write_test_profile
+from tests.helpers.profiles import fake_server_model_yaml, write_test_profile
 from tests.helpers.render import encode, render_lines
 from utils.bench_store import ItemRecord, Manifest, RunState, Summary
 from utils.benchmark import (
@@ -47,23 +47,6 @@ from utils.storage import CORRUPT_DIR_NAME, list_corrupt, read_json, read_jsonl
 
 APP = str(REPO_ROOT / "app.py")
 CHILD_ENV = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-
-
-def fake_model_yaml(base_url: str, timeout_s: float = 5) -> str:
-    return (
-        "endpoints:\n"
-        "  fake:\n"
-        f"    base_url: {base_url}\n"
-        f"    timeout_s: {timeout_s}\n"
-        "    max_retries: 0\n"
-        "models:\n"
-        "  fake_vlm:\n"
-        "    display_name: Fake VLM\n"
-        "    backend: openai\n"
-        "    task: chat\n"
-        "    endpoint: fake\n"
-        "    served_name: fake-vlm\n"
-    )
 
 
 def start_child(args: list[str], profile: Path) -> subprocess.Popen[bytes]:
@@ -142,7 +125,7 @@ def test_kill_mid_chat_answer_keeps_the_question(tmp_path: Path) -> None:
     chunks = tuple(f"word{n} " for n in range(40))
     with FakeOpenAIServer() as server:
         server.script(Reply(chunks=chunks, chunk_delay_s=0.1))
-        profile = write_test_profile(tmp_path, fake_model_yaml(server.base_url))
+        profile = write_test_profile(tmp_path, fake_server_model_yaml(server.base_url))
         child = start_child(
             [sys.executable, "cli.py", "chat", "--model", "fake_vlm", "What is it?"], profile
         )
@@ -353,7 +336,7 @@ def test_hang_500_and_dropped_stream_show_the_error_and_the_next_question_works(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with FakeOpenAIServer() as server:
-        profile = write_test_profile(tmp_path, fake_model_yaml(server.base_url, timeout_s=1))
+        profile = write_test_profile(tmp_path, fake_server_model_yaml(server.base_url, timeout_s=1))
         monkeypatch.setenv("CHATVLM_CONFIG", str(profile))
         at = AppTest.from_file(APP, default_timeout=60)
         at.run()

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from tests.helpers.profiles import write_test_profile
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("CHATVLM_CHROMIUM", "/usr/bin/chromium"))
 # No GPU, no sandbox (containers), and none of the browser's own calls home.
@@ -75,19 +77,10 @@ def free_port() -> int:
 
 def write_profile(folder: Path, models_yaml: str = "", endpoints_yaml: str = "") -> Path:
     """A profile extending config.yaml with its data folders under ``folder``."""
-    profile = folder / "e2e_profile.yaml"
-    text = (
-        f"extends: {REPO_ROOT / 'config.yaml'}\n"
-        "app:\n"
-        f"  data_dir: {folder / 'results'}\n"
-        f"  cache_dir: {folder / 'cache'}\n"
+    extra = ("endpoints:\n" + endpoints_yaml if endpoints_yaml else "") + (
+        "models:\n" + models_yaml if models_yaml else ""
     )
-    if endpoints_yaml:
-        text += "endpoints:\n" + endpoints_yaml
-    if models_yaml:
-        text += "models:\n" + models_yaml
-    profile.write_text(text, encoding="utf-8")
-    return profile
+    return write_test_profile(folder, extra, name="e2e_profile.yaml")
 
 
 def tiny_model_yaml(model_id: str, folder: Path) -> str:

@@ -19,3 +19,21 @@ def write_test_profile(base: Path, extra: str = "", name: str = "profile.yaml") 
         encoding="utf-8",
     )
     return profile
+
+
+def fake_server_model_yaml(base_url: str, timeout_s: float = 5) -> str:
+    """Profile YAML for a chat model ``fake_vlm`` served by a local fake OpenAI server."""
+    return (
+        "endpoints:\n"
+        "  fake:\n"
+        f"    base_url: {base_url}\n"
+        f"    timeout_s: {timeout_s}\n"
+        "    max_retries: 0\n"
+        "models:\n"
+        "  fake_vlm:\n"
+        "    display_name: Fake VLM\n"
+        "    backend: openai\n"
+        "    task: chat\n"
+        "    endpoint: fake\n"
+        "    served_name: fake-vlm\n"
+    )
