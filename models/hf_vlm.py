@@ -97,10 +97,14 @@ def load_backend(model_id: str, entry: ModelEntry, runtime: RuntimeSettings) -> 
             f"'{model_id}' is not a transformers model (backend: {entry.backend})",
             hint="use the backend its profile entry names",
         )
-    path = resolve_model_path(entry.source)
-    plan = plan_load(entry, path)
     manager = get_manager(runtime)
     key = backend_key(model_id, entry)
+    backend = manager.get_loaded(key)  # every chat turn lands here: skip the disk look-ups
+    if backend is not None:
+        backend.entry = entry
+        return backend
+    path = resolve_model_path(entry.source)
+    plan = plan_load(entry, path)
     backend = manager.get_or_load(
         key,
         lambda: load_hf_backend(model_id, entry, path, plan, lambda: manager.handle_oom(key)),

@@ -327,6 +327,18 @@ class ModelManager:
             infos = [replace(entry.info) for entry in self._entries.values()]
         return sorted(infos, key=lambda info: info.last_used, reverse=True)
 
+    def get_loaded(self, key: str) -> Any | None:
+        """The object already loaded under ``key`` (marked as used), or None.
+
+        Lets callers skip the path and size look-ups ``get_or_load`` needs for a load.
+        """
+        with self._cond:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            entry.info.last_used = time.monotonic()
+            return entry.obj
+
     def touch(self, key: str) -> None:
         """Mark ``key`` as just used, so LRU eviction picks others first."""
         with self._cond:

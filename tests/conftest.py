@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.profiles import write_test_profile
+from tests.helpers.profiles import tiny_model_yaml, write_test_profile
 
 # Nothing in the tests may reach a network: make Hugging Face libraries fail fast.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -36,15 +36,7 @@ def chat_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_vlms) -> 
     folder = tiny_vlms("qwen2_vl")
     profile = write_test_profile(
         tmp_path,
-        "models:\n"
-        "  tiny_qwen:\n"
-        "    display_name: Tiny Qwen2-VL\n"
-        "    backend: transformers\n"
-        "    task: both\n"
-        f"    source: {folder}\n"
-        "    dtype: float32\n"
-        "    device_map: cpu\n"
-        "    max_new_tokens: 8\n",
+        "models:\n" + tiny_model_yaml("tiny_qwen", folder),
         name="chat_profile.yaml",
     )
     monkeypatch.setenv("CHATVLM_CONFIG", str(profile))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.helpers.profiles import write_test_profile
+from tests.helpers.profiles import tiny_model_yaml, write_test_profile  # noqa: F401 (re-exported)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("CHATVLM_CHROMIUM", "/usr/bin/chromium"))
@@ -81,20 +81,6 @@ def write_profile(folder: Path, models_yaml: str = "", endpoints_yaml: str = "")
         "models:\n" + models_yaml if models_yaml else ""
     )
     return write_test_profile(folder, extra, name="e2e_profile.yaml")
-
-
-def tiny_model_yaml(model_id: str, folder: Path) -> str:
-    """A catalog entry for a tiny random-weight VLM (tests/helpers/tiny_vlms.py)."""
-    return (
-        f"  {model_id}:\n"
-        "    display_name: Tiny Qwen2-VL\n"
-        "    backend: transformers\n"
-        "    task: both\n"
-        f"    source: {folder}\n"
-        "    dtype: float32\n"
-        "    device_map: cpu\n"
-        "    max_new_tokens: 8\n"
-    )
 
 
 class AppServer:

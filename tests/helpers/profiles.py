@@ -37,3 +37,17 @@ def fake_server_model_yaml(base_url: str, timeout_s: float = 5) -> str:
         "    endpoint: fake\n"
         "    served_name: fake-vlm\n"
     )
+
+
+def tiny_model_yaml(model_id: str, folder: Path) -> str:
+    """A catalog entry (under ``models:``) for a tiny random-weight VLM in ``folder``."""
+    return (
+        f"  {model_id}:\n"
+        "    display_name: Tiny Qwen2-VL\n"
+        "    backend: transformers\n"
+        "    task: both\n"
+        f"    source: {folder}\n"
+        "    dtype: float32\n"
+        "    device_map: cpu\n"
+        "    max_new_tokens: 8\n"
+    )
