@@ -192,37 +192,37 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
 
 
 def cmd_ocr(args: argparse.Namespace) -> int:
-    from cli_ocr import run_ocr_command
+    from cli_commands.ocr import run_ocr_command
 
     return run_ocr_command(args, load_config(args.config).config)
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from cli_chat import run_chat_command
+    from cli_commands.chat import run_chat_command
 
     return run_chat_command(args, load_config(args.config).config)
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    from cli_models import run_models_list
+    from cli_commands.models import run_models_list
 
     return run_models_list(args, load_config(args.config).config)
 
 
 def cmd_models_status(args: argparse.Namespace) -> int:
-    from cli_models import run_models_status
+    from cli_commands.models import run_models_status
 
     return run_models_status(args, load_config(args.config))
 
 
 def cmd_models_download(args: argparse.Namespace) -> int:
-    from cli_models import run_models_download
+    from cli_commands.models import run_models_download
 
     return run_models_download(args, load_config(args.config).config)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from cli_bench import run_bench_command
+    from cli_commands.bench import run_bench_command
 
     return run_bench_command(args, load_config(args.config))
 

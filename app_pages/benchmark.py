@@ -8,9 +8,8 @@ import streamlit as st
 
 import ui
 from models.registry import model_status
-from utils import bench_views as views
-from utils.bench_store import delete_run, list_runs, rename_run
-from utils.benchmark import (
+from utils.bench import views
+from utils.bench.runner import (
     BenchRequest,
     bench_engine_names,
     compare_runs,
@@ -18,10 +17,11 @@ from utils.benchmark import (
     reopen_dataset,
     run_benchmark,
 )
-from utils.documents import load_document
-from utils.drawing import draw_boxes
+from utils.bench.store import delete_run, list_runs, rename_run
+from utils.documents.loader import load_document
 from utils.errors import AppError
-from utils.ocr_service import document_limits
+from utils.ocr.drawing import draw_boxes
+from utils.ocr.pipeline import document_limits
 
 loaded = ui.profile()
 config = loaded.config

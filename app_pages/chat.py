@@ -5,10 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 import ui
-from models.chat_types import GenerationParams
+from models.chat.types import GenerationParams
 from models.registry import chat_model_ids, create_chat_backend, model_status
-from utils.chat_service import new_user_message, stream_answer
-from utils.chat_store import (
+from utils.chat.service import new_user_message, stream_answer
+from utils.chat.store import (
     ChatStore,
     Conversation,
     StoredMessage,
@@ -16,7 +16,7 @@ from utils.chat_store import (
     truncate_for_regenerate,
 )
 from utils.errors import AppError
-from utils.ocr_service import document_limits
+from utils.ocr.pipeline import document_limits
 from utils.safe_markdown import SafeStream, safe_markdown
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]

@@ -9,12 +9,13 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from models.hub import hub_offline
-from models.model_manager import format_bytes, get_manager, memory_pool
 from models.registry import create_chat_backend
+from models.runtime.hub import hub_offline
+from models.runtime.manager import format_bytes, get_manager, memory_pool
 from utils.errors import AppError
-from utils.hardware import HardwareFacts, detect_hardware, process_memory, recommend_profile
-from utils.model_status import (
+from utils.services import open_cache
+from utils.system.hardware import HardwareFacts, detect_hardware, process_memory, recommend_profile
+from utils.system.model_status import (
     DownloadTracker,
     StatusReport,
     check_models,
@@ -23,7 +24,6 @@ from utils.model_status import (
     run_download,
     write_status,
 )
-from utils.services import open_cache
 
 loaded = ui.profile()
 config = loaded.config
@@ -240,7 +240,7 @@ def show_download_tab(report: StatusReport) -> None:
 
 
 def download(model_id: str) -> None:
-    from models.hub import download_model
+    from models.runtime.hub import download_model
 
     source = config.models[model_id].source or ""
     bar = st.progress(0.0, text=f"Starting the download of {source}…")

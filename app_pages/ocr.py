@@ -7,13 +7,13 @@ import streamlit as st
 
 import ui
 from models.registry import model_status, ocr_model_ids
-from utils.documents import load_document, rotate_quarter
-from utils.drawing import draw_boxes
+from utils.documents.loader import load_document, rotate_quarter
 from utils.errors import AppError
-from utils.exports import document_markdown, document_text, fields_csv, results_json
-from utils.layout import table_rows
-from utils.ocr_runs import OcrRun, RunRecorder, list_runs, load_run, load_upload
-from utils.ocr_service import DocumentResult, OcrSettings, PageResult, document_limits, ocr_file
+from utils.ocr.drawing import draw_boxes
+from utils.ocr.exports import document_markdown, document_text, fields_csv, results_json
+from utils.ocr.layout import table_rows
+from utils.ocr.pipeline import DocumentResult, OcrSettings, PageResult, document_limits, ocr_file
+from utils.ocr.runs import OcrRun, RunRecorder, list_runs, load_run, load_upload
 from utils.services import open_cache
 
 FILE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff", "pdf"]

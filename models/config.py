@@ -24,10 +24,10 @@ from pydantic import (
     model_validator,
 )
 
-from models.ocr_rapid import RapidOcrOptions
-from models.ocr_tesseract import TesseractOptions
+from models.ocr.rapid import RapidOcrOptions
+from models.ocr.tesseract import TesseractOptions
 from utils.errors import ConfigError
-from utils.fields import TemplateSpec
+from utils.fields.extraction import TemplateSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PROFILE = REPO_ROOT / "config.yaml"

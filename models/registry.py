@@ -11,9 +11,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.chat_types import ChatBackend
+from models.chat.types import ChatBackend
 from models.config import AppConfig, ModelEntry
-from models.ocr_base import OcrEngine
+from models.ocr.base import OcrEngine
 from utils.errors import ModelUnavailable
 
 
@@ -49,7 +49,7 @@ def create_ocr_engine(model_id: str, config: AppConfig, preset: str = "text") ->
     """
     entry = _entry(model_id, config)
     if entry.backend == "rapidocr":
-        from models.ocr_rapid import get_rapidocr_engine
+        from models.ocr.rapid import get_rapidocr_engine
 
         return get_rapidocr_engine(config.ocr.rapidocr)
     if entry.backend == "tesseract":
@@ -59,7 +59,7 @@ def create_ocr_engine(model_id: str, config: AppConfig, preset: str = "text") ->
             f"'{entry.display_name}' is a chat model, not an OCR engine",
             hint="set `task: both` for it in the profile to use it on the OCR page",
         )
-    from models.vlm_ocr import VlmOcrEngine
+    from models.ocr.vlm import VlmOcrEngine
 
     return VlmOcrEngine(model_id, create_chat_backend(model_id, config), entry, preset=preset)
 
@@ -68,7 +68,7 @@ def create_chat_backend(model_id: str, config: AppConfig) -> ChatBackend:
     """The shared backend for a chat-capable catalog id (loads an in-process model)."""
     entry = _entry(model_id, config)
     if entry.backend == "transformers":
-        from models.hf_vlm import load_backend
+        from models.chat.hf_backend import load_backend
 
         return load_backend(model_id, entry, config.runtime)
     if entry.backend == "openai":
@@ -83,7 +83,7 @@ _OPENAI_BACKENDS: dict[str, ChatBackend] = {}
 
 
 def _openai_backend(model_id: str, entry: ModelEntry, config: AppConfig) -> ChatBackend:
-    from models.openai_compat import OpenAICompatBackend
+    from models.chat.openai_backend import OpenAICompatBackend
 
     endpoint = config.endpoints[entry.endpoint or ""]
     key = f"{model_id}:{entry.model_dump_json()}:{endpoint.model_dump_json()}"
@@ -105,7 +105,7 @@ def _probe(entry: ModelEntry, config: AppConfig) -> tuple[bool, str]:
     if entry.backend == "rapidocr":
         return _rapidocr_status()
     if entry.backend == "tesseract":
-        from models.ocr_tesseract import tesseract_status
+        from models.ocr.tesseract import tesseract_status
 
         return tesseract_status(config.ocr.tesseract.tesseract_cmd)
     if entry.backend == "transformers":
@@ -114,7 +114,7 @@ def _probe(entry: ModelEntry, config: AppConfig) -> tuple[bool, str]:
 
 
 def _local_weights_status(entry: ModelEntry) -> tuple[bool, str]:
-    from models.hub import resolve_model_path
+    from models.runtime.hub import resolve_model_path
 
     try:
         path = resolve_model_path(entry.source or "")
@@ -124,7 +124,7 @@ def _local_weights_status(entry: ModelEntry) -> tuple[bool, str]:
 
 
 def _endpoint_status(entry: ModelEntry, config: AppConfig) -> tuple[bool, str]:
-    from models.openai_compat import probe_endpoint
+    from models.chat.openai_backend import probe_endpoint
 
     endpoint = config.endpoints[entry.endpoint or ""]
     status = probe_endpoint(endpoint)
@@ -141,7 +141,7 @@ def _endpoint_status(entry: ModelEntry, config: AppConfig) -> tuple[bool, str]:
 
 def _rapidocr_status() -> tuple[bool, str]:
     """Package and bundled weights present, found without importing rapidocr (slow)."""
-    from models.ocr_rapid import CLS_MODEL_FILE, DET_MODEL_FILE, REC_MODEL_FILE
+    from models.ocr.rapid import CLS_MODEL_FILE, DET_MODEL_FILE, REC_MODEL_FILE
 
     spec = importlib.util.find_spec("rapidocr")
     if spec is None or not spec.submodule_search_locations:
@@ -161,7 +161,7 @@ def _rapidocr_status() -> tuple[bool, str]:
 
 
 def _tesseract_engine(config: AppConfig) -> OcrEngine:
-    from models.ocr_tesseract import TesseractEngine
+    from models.ocr.tesseract import TesseractEngine
 
     key = config.ocr.tesseract.model_dump_json()
     with _LOCK:

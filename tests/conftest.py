@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.profiles import tiny_model_yaml, write_test_profile
+from testkit.profiles import tiny_model_yaml, write_test_profile
 
 # Nothing in the tests may reach a network: make Hugging Face libraries fail fast.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -24,8 +24,8 @@ def temp_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_vlms(tmp_path_factory: pytest.TempPathFactory):
-    """Tiny random-weight VLMs built locally on first use (see tests/helpers/tiny_vlms.py)."""
-    from tests.helpers.tiny_vlms import TinyVlmFolders
+    """Tiny random-weight VLMs built locally on first use (see testkit/tiny_vlms.py)."""
+    from testkit.tiny_vlms import TinyVlmFolders
 
     return TinyVlmFolders(tmp_path_factory.mktemp("tiny_vlms"))
 

@@ -31,17 +31,17 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from models.config import REPO_ROOT, load_config
-from tests.helpers.fake_openai_server import FakeOpenAIServer
-from tests.helpers.profiles import fake_server_model_yaml, write_test_profile
-from tests.helpers.render import encode, render_lines
+from testkit.fake_openai_server import FakeOpenAIServer
+from testkit.profiles import fake_server_model_yaml, write_test_profile
+from testkit.render import encode, render_lines
 from tests.test_documents import build_pdf, encrypted_pdf, png_claiming_size
-from utils.bench_store import read_items
-from utils.benchmark import BenchRequest, run_benchmark
-from utils.chat_store import ChatStore
-from utils.datasets import load_dataset
-from utils.documents import DocumentLimits, sanitize_filename
+from utils.bench.datasets import load_dataset
+from utils.bench.runner import BenchRequest, run_benchmark
+from utils.bench.store import read_items
+from utils.chat.store import ChatStore
+from utils.documents.loader import DocumentLimits, sanitize_filename
 from utils.errors import BadInput
-from utils.ocr_service import OcrSettings, ocr_file
+from utils.ocr.pipeline import OcrSettings, ocr_file
 
 APP = str(REPO_ROOT / "app.py")
 BIDI_AND_CONTROL = set("\x00\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")

@@ -16,9 +16,11 @@ import pytest
 from PIL import Image
 
 from models.config import REPO_ROOT, LoadedConfig, load_config
-from tests.helpers.render import RECEIPT_LINES, encode, render_lines
-from utils import bench_store as store
-from utils.benchmark import (
+from testkit.render import RECEIPT_LINES, encode, render_lines
+from utils.bench import store
+from utils.bench.datasets import LabelledItem
+from utils.bench.metrics import METRICS, Metric, bootstrap_ci
+from utils.bench.runner import (
     BenchRequest,
     Prediction,
     build_summary,
@@ -30,9 +32,7 @@ from utils.benchmark import (
     run_benchmark,
     unregister_bench_engine,
 )
-from utils.datasets import LabelledItem
 from utils.errors import BadInput, ModelUnavailable
-from utils.metrics import METRICS, Metric, bootstrap_ci
 
 TRUTH = {
     "a": ("HELLO WORLD", {"total": "10.00"}),

@@ -10,9 +10,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from models.config import REPO_ROOT
-from models.ocr_base import OcrLine
-from utils.benchmark import Prediction, register_bench_engine, unregister_bench_engine
-from utils.datasets import LabelledItem
+from models.ocr.base import OcrLine
+from utils.bench.datasets import LabelledItem
+from utils.bench.runner import Prediction, register_bench_engine, unregister_bench_engine
 
 APP = str(REPO_ROOT / "app.py")
 

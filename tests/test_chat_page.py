@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from models.config import REPO_ROOT
-from tests.helpers.render import encode, render_lines
+from testkit.render import encode, render_lines
 
 APP = str(REPO_ROOT / "app.py")
 pytestmark = pytest.mark.slow

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from models.chat_types import GenerationParams, PromptMessage, Usage
-from utils.chat_service import new_user_message, stream_answer
-from utils.chat_store import ChatStore
-from utils.documents import DocumentLimits
+from models.chat.types import GenerationParams, PromptMessage, Usage
+from utils.chat.service import new_user_message, stream_answer
+from utils.chat.store import ChatStore
+from utils.documents.loader import DocumentLimits
 from utils.errors import GenerationError
 
 

@@ -1,4 +1,4 @@
-"""Tests for utils/chat_store.py: persistent conversations and their images."""
+"""Tests for utils/chat/store.py: persistent conversations and their images."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from models.chat_types import GenerationParams, Usage
-from utils.chat_store import (
+from models.chat.types import GenerationParams, Usage
+from utils.chat.store import (
     DEFAULT_TITLE,
     EXPORT_FORMAT,
     ChatStore,
@@ -27,7 +27,7 @@ from utils.chat_store import (
     replace_last_question,
     truncate_for_regenerate,
 )
-from utils.documents import DocumentLimits
+from utils.documents.loader import DocumentLimits
 from utils.errors import BadInput, StorageError
 
 PARAMS = GenerationParams(max_new_tokens=256, temperature=0.2, top_p=0.9)

@@ -11,7 +11,7 @@ import pytest
 
 import cli
 from models.config import REPO_ROOT
-from tests.helpers.render import RECEIPT_LINES, encode, render_lines
+from testkit.render import RECEIPT_LINES, encode, render_lines
 
 PROFILES = ["config.yaml", "config_optimized.yaml", "config_blackwell_optimized.yaml"]
 

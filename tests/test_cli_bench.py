@@ -15,9 +15,9 @@ from PIL import Image
 
 import cli
 from models.config import REPO_ROOT
-from tests.helpers.render import encode
-from utils.benchmark import Prediction, register_bench_engine, unregister_bench_engine
-from utils.datasets import LabelledItem
+from testkit.render import encode
+from utils.bench.datasets import LabelledItem
+from utils.bench.runner import Prediction, register_bench_engine, unregister_bench_engine
 
 TRUTH = {"a": "HELLO WORLD", "b": "GOOD MORNING", "c": "ONE TWO THREE FOUR"}
 
@@ -180,7 +180,7 @@ def test_subprocess_run_with_an_engine_module(temp_profile: Path, pairs_set: Pat
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "CHATVLM_CONFIG": str(temp_profile),
-        "CHATVLM_BENCH_ENGINES": "benchmarks.bench_resume_kill",
+        "CHATVLM_BENCH_ENGINES": "scripts.perf.bench_resume_kill",
         "CHATVLM_KILLFAKE_DELAY": "0",
         "HF_HUB_OFFLINE": "1",
     }

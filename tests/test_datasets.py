@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from utils.datasets import Dataset, detect_format, load_dataset, read_sroie_lines
+from utils.bench.datasets import Dataset, detect_format, load_dataset, read_sroie_lines
 from utils.errors import BadInput
 
 

@@ -1,4 +1,4 @@
-"""Tests for utils.documents: uploads in, validated RGB pages out."""
+"""Tests for utils.documents.loader: uploads in, validated RGB pages out."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 from pydantic import ValidationError
 
-from utils.documents import (
+from utils.documents.loader import (
     Document,
     DocumentLimits,
     Page,

@@ -26,24 +26,24 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from models.config import REPO_ROOT, load_config
-from tests.helpers.fake_openai_server import Drop, Fail, FakeOpenAIServer, Hang, Reply
-from tests.helpers.profiles import fake_server_model_yaml, write_test_profile
-from tests.helpers.render import encode, render_lines
-from utils.bench_store import ItemRecord, Manifest, RunState, Summary
-from utils.benchmark import (
+from testkit.fake_openai_server import Drop, Fail, FakeOpenAIServer, Hang, Reply
+from testkit.profiles import fake_server_model_yaml, write_test_profile
+from testkit.render import encode, render_lines
+from utils.bench.runner import (
     BenchRequest,
     Prediction,
     register_bench_engine,
     run_benchmark,
     unregister_bench_engine,
 )
+from utils.bench.store import ItemRecord, Manifest, RunState, Summary
 from utils.cache import DiskCache
-from utils.chat_store import ChatStore, Conversation
-from utils.model_status import StatusReport
-from utils.ocr_runs import OcrRun, load_run
-from utils.ocr_service import OcrSettings, document_limits, ocr_file
+from utils.chat.store import ChatStore, Conversation
+from utils.ocr.pipeline import OcrSettings, document_limits, ocr_file
+from utils.ocr.runs import OcrRun, load_run
 from utils.services import open_cache
 from utils.storage import CORRUPT_DIR_NAME, list_corrupt, read_json, read_jsonl
+from utils.system.model_status import StatusReport
 
 APP = str(REPO_ROOT / "app.py")
 CHILD_ENV = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -83,8 +83,8 @@ OCR_BATCH_CHILD = """
 import sys
 from pathlib import Path
 from models.config import load_config
-from utils.ocr_runs import RunRecorder
-from utils.ocr_service import OcrSettings, ocr_file
+from utils.ocr.runs import RunRecorder
+from utils.ocr.pipeline import OcrSettings, ocr_file
 
 config = load_config(sys.argv[1]).config
 settings = OcrSettings(engine="rapidocr")
@@ -271,7 +271,7 @@ def damaged_profile(tmp_path: Path) -> tuple[Path, bytes]:
 
 
 def settings_params():
-    from models.chat_types import GenerationParams
+    from models.chat.types import GenerationParams
 
     return GenerationParams()
 
@@ -344,7 +344,7 @@ def test_hang_500_and_dropped_stream_show_the_error_and_the_next_question_works(
         server.script(Hang(5), Fail(500, "CUDA error: out of memory"), Drop(after_chunks=2))
 
         # Answers that failed before their first token are left out of the next prompt
-        # and the questions around them merged (utils.chat_store.to_prompt), so the echo
+        # and the questions around them merged (utils.chat.store.to_prompt), so the echo
         # of the third question carries the first two as well.
         expectations = [
             ("first?", "", "did not answer within 1 s"),

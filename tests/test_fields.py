@@ -8,9 +8,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from models.ocr_base import OcrLine
+from models.ocr.base import OcrLine
 from utils.errors import ConfigError
-from utils.fields import (
+from utils.fields.extraction import (
     BUILTIN_TEMPLATES_YAML,
     CHECK_DIGIT_MISMATCH,
     FieldSpec,

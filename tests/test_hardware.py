@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from models.config import REPO_ROOT
-from utils import hardware
-from utils.hardware import (
+from utils.system import hardware
+from utils.system.hardware import (
     GIB,
     GpuDevice,
     HardwareFacts,

@@ -17,9 +17,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from models.chat_types import GenerationParams, PromptMessage
-from models.config import ModelEntry, RuntimeSettings
-from models.hf_vlm import (
+from models.chat.hf_backend import (
     ChunkCoalescer,
     HFVisionBackend,
     LoadPlan,
@@ -30,7 +28,9 @@ from models.hf_vlm import (
     model_load_kwargs,
     plan_load,
 )
-from tests.helpers.tiny_vlms import TinyVlmFolders
+from models.chat.types import GenerationParams, PromptMessage
+from models.config import ModelEntry, RuntimeSettings
+from testkit.tiny_vlms import TinyVlmFolders
 from utils.errors import BadInput, GenerationError, ModelUnavailable
 
 pytest.importorskip("transformers")
@@ -292,7 +292,7 @@ def test_a_worker_failure_surfaces_after_the_partial_chunks(tiny_vlms, monkeypat
 def test_out_of_memory_unloads_the_model_and_says_so(tiny_vlms):
     import torch
 
-    from models.model_manager import get_manager
+    from models.runtime.manager import get_manager
 
     entry = make_entry(tiny_vlms("qwen2_vl"))
     backend = load_backend("oom_victim", entry, RUNTIME)

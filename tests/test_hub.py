@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from models.hub import (
+from models.runtime.hub import (
     cached_model_info,
     download_model,
     hub_cache_dir,

@@ -1,4 +1,4 @@
-"""Tests for utils.layout on constructed page layouts (no images, no engines)."""
+"""Tests for utils.ocr.layout on constructed page layouts (no images, no engines)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from models.ocr_base import OcrLine
-from utils.layout import (
+from models.ocr.base import OcrLine
+from utils.ocr.layout import (
     estimate_skew,
     reading_order,
     table_rows,

@@ -1,4 +1,4 @@
-"""Tests for utils.metrics: edit distance, text metrics, field matching, registry, bootstrap."""
+"""Tests for utils.bench.metrics: edit distance, text metrics, field matching, bootstrap."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utils.errors import BadInput
-from utils.metrics import (
+from utils.bench.metrics import (
     METRICS,
     aggregate,
     bootstrap_ci,
@@ -25,6 +24,7 @@ from utils.metrics import (
     wer,
     word_f1,
 )
+from utils.errors import BadInput
 
 
 def naive_levenshtein(a, b) -> int:
@@ -254,7 +254,7 @@ def test_bootstrap_ci_narrows_with_lower_confidence() -> None:
 
 def test_bootstrap_ci_chunked_resampling_matches_shape(monkeypatch: pytest.MonkeyPatch) -> None:
     # Force many small chunks; the interval must still be a sensible one.
-    monkeypatch.setattr("utils.metrics._BOOTSTRAP_CELLS_PER_CHUNK", 7)
+    monkeypatch.setattr("utils.bench.metrics._BOOTSTRAP_CELLS_PER_CHUNK", 7)
     values = [1.0, 2.0, 3.0, 4.0]
     low, high = bootstrap_ci(values, n_resamples=101)
     assert 1.0 <= low < 2.5 < high <= 4.0

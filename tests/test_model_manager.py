@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from models import model_manager
 from models.config import RuntimeSettings
-from models.model_manager import (
+from models.runtime import manager as model_manager
+from models.runtime.manager import (
     GIB,
     ModelManager,
     estimate_model_bytes,
@@ -317,7 +317,7 @@ def test_unload_calls_unload_method_and_survives_a_failing_close(
     with_unload = manager.get_or_load("u", WithUnload, 0, "cpu", "U")
     manager.get_or_load("b", BrokenClose, 0, "cpu", "B")
     manager.get_or_load("plain", object, 0, "cpu", "Plain")  # no close(): just dropped
-    with caplog.at_level(logging.WARNING, logger="models.model_manager"):
+    with caplog.at_level(logging.WARNING, logger="models.runtime.manager"):
         assert manager.unload_all() == 3
     assert with_unload.unloaded
     assert "already closed" in caplog.text

@@ -11,10 +11,11 @@ import pytest
 
 import cli
 from models.config import AppConfig, load_config
-from tests.helpers.fake_openai_server import FakeOpenAIServer
+from testkit.fake_openai_server import FakeOpenAIServer
 from utils import storage
 from utils.errors import ModelUnavailable, StorageError
-from utils.model_status import (
+from utils.storage import CorruptDataFile
+from utils.system.model_status import (
     DownloadTracker,
     StatusReport,
     check_models,
@@ -25,7 +26,6 @@ from utils.model_status import (
     status_path,
     write_status,
 )
-from utils.storage import CorruptDataFile
 
 REVISION = "fedcba9876543210fedcba9876543210fedcba98"
 WEIGHTS = b"\x01" * 4096

@@ -10,8 +10,8 @@ from streamlit.testing.v1 import AppTest
 
 from models.config import REPO_ROOT, load_config
 from tests.test_model_status import closed_port, fake_hf_cache_repo
-from utils.hardware import detect_hardware, recommend_profile
-from utils.model_status import history_path, read_history, read_status, status_path
+from utils.system.hardware import detect_hardware, recommend_profile
+from utils.system.model_status import history_path, read_history, read_status, status_path
 
 APP = str(REPO_ROOT / "app.py")
 

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 from pydantic import ValidationError
 
-from models.ocr_base import OcrEngine, OcrLine, OcrResult
-from models.ocr_rapid import (
+from models.ocr.base import OcrEngine, OcrLine, OcrResult
+from models.ocr.rapid import (
     RapidOcrEngine,
     RapidOcrOptions,
     bundled_model_paths,
@@ -24,7 +24,7 @@ from models.ocr_rapid import (
     quad_to_box,
     quarter_turns_from_votes,
 )
-from models.ocr_tesseract import (
+from models.ocr.tesseract import (
     TesseractEngine,
     TesseractOptions,
     apt_package_for,
@@ -182,7 +182,7 @@ def test_settings_record_the_options(rapid_engine: RapidOcrEngine) -> None:
 
 
 def test_rapidocr_loads_only_the_bundled_weights() -> None:
-    package_dir = Path(sys.modules["models.ocr_rapid"].bundled_model_dir()).parent
+    package_dir = Path(sys.modules["models.ocr.rapid"].bundled_model_dir()).parent
     for path in bundled_model_paths():
         assert path.is_file() and path.parent.parent == package_dir
 

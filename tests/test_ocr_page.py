@@ -7,7 +7,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from models.config import REPO_ROOT
-from tests.helpers.render import RECEIPT_LINES, encode, render_lines
+from testkit.render import RECEIPT_LINES, encode, render_lines
 
 APP = str(REPO_ROOT / "app.py")
 

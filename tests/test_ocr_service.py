@@ -12,14 +12,14 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from models.config import AppConfig, load_config
-from models.ocr_base import OcrResult
-from tests.helpers.render import RECEIPT_LINES, encode, pdf_bytes, render_lines
-from utils import ocr_service
+from models.ocr.base import OcrResult
+from testkit.render import RECEIPT_LINES, encode, pdf_bytes, render_lines
 from utils.cache import DiskCache
 from utils.errors import ModelUnavailable
-from utils.exports import document_markdown, document_text, fields_csv, results_json
-from utils.ocr_runs import OcrRun, list_runs, load_run, new_run_id, save_run
-from utils.ocr_service import DocumentResult, OcrSettings, ocr_file
+from utils.ocr import pipeline as ocr_service
+from utils.ocr.exports import document_markdown, document_text, fields_csv, results_json
+from utils.ocr.pipeline import DocumentResult, OcrSettings, ocr_file
+from utils.ocr.runs import OcrRun, list_runs, load_run, new_run_id, save_run
 
 RAPID = OcrSettings(engine="rapidocr")
 RECEIPT = OcrSettings(engine="rapidocr", template="receipt")
@@ -199,7 +199,7 @@ def test_exports_round_trip(receipt_result: DocumentResult) -> None:
 
 def test_deskew_boxes_map_back_onto_the_tilted_page() -> None:
     """A box found on the straightened page lands on the same ink of the tilted page."""
-    from utils.ocr_service import _unrotate
+    from utils.ocr.pipeline import _unrotate
 
     page = Image.new("L", (600, 400), 255)
     page.paste(0, (200, 150, 260, 190))  # the "ink"
@@ -229,7 +229,7 @@ def test_engine_without_boxes_keeps_its_text_and_markdown(
     config: AppConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """How a VLM engine's output flows through the pipeline."""
-    from models.ocr_base import OcrLine
+    from models.ocr.base import OcrLine
 
     class TextOnlyEngine:
         name = "vlm:fake"

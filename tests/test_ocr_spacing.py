@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from utils.ocr_spacing import blank_columns, respace
+from models.ocr.spacing import blank_columns, respace
 
 FONT_SIZE = 28
 MARGIN = 6
@@ -81,7 +81,7 @@ def test_ctc_time_steps_are_mapped_onto_the_crop():
     """The engine passes CTC time steps; each step spans crop width / step count pixels."""
     from types import SimpleNamespace
 
-    from models.ocr_rapid import respaced_text
+    from models.ocr.rapid import respaced_text
 
     gray, centres = render_line(f"TAX{GAP}INVOICE")
     steps = gray.shape[1] / 4  # four pixels per time step, as in a 48-px-high crop
@@ -94,7 +94,7 @@ def test_ctc_time_steps_are_mapped_onto_the_crop():
 def test_without_ctc_positions_the_text_is_kept():
     from types import SimpleNamespace
 
-    from models.ocr_rapid import respaced_text
+    from models.ocr.rapid import respaced_text
 
     gray, _ = render_line(f"TAX{GAP}INVOICE")
     empty = SimpleNamespace(word_cols=[], line_txt_len=0)

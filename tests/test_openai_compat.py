@@ -17,15 +17,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from models.chat_types import ChatBackend, ChatStream, GenerationParams, PromptMessage
-from models.config import Endpoint, ModelEntry
-from models.openai_compat import (
+from models.chat.openai_backend import (
     OpenAICompatBackend,
     fit_pixel_budget,
     list_server_models,
     probe_endpoint,
 )
-from tests.helpers.fake_openai_server import (
+from models.chat.types import ChatBackend, ChatStream, GenerationParams, PromptMessage
+from models.config import Endpoint, ModelEntry
+from testkit.fake_openai_server import (
     Drop,
     Fail,
     FakeOpenAIServer,

@@ -12,10 +12,9 @@ import pytest
 from PIL import Image
 
 from models.config import REPO_ROOT
-from utils.datasets import builtin_dataset, load_dataset
-from utils.fields import builtin_templates, extract_fields
-from utils.metrics import field_correct, word_f1
-from utils.sample_set import (
+from utils.bench.datasets import builtin_dataset, load_dataset
+from utils.bench.metrics import field_correct, word_f1
+from utils.bench.sample_set import (
     STAMP_NAME,
     render_sample,
     sample_documents,
@@ -23,6 +22,7 @@ from utils.sample_set import (
     sample_set_is_current,
     write_sample_set,
 )
+from utils.fields.extraction import builtin_templates, extract_fields
 
 ITEM_COUNT = 12
 RECEIPT_FIELDS = {"company", "date", "address", "total"}
@@ -55,7 +55,7 @@ def test_rendering_again_gives_identical_bytes(sample_folder: Path) -> None:
 def test_another_process_writes_identical_bytes_and_hash(sample_folder: Path, tmp_path: Path):
     again = tmp_path / "again"
     script = (
-        "import sys, pathlib; from utils.sample_set import write_sample_set; "
+        "import sys, pathlib; from utils.bench.sample_set import write_sample_set; "
         "write_sample_set(pathlib.Path(sys.argv[1]))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
@@ -154,7 +154,7 @@ def test_builtin_dataset_rewrites_a_stale_set(sample_folder: Path, tmp_path: Pat
 @pytest.mark.slow
 def test_rapidocr_reads_the_sample_items(sample_folder: Path) -> None:
     from models.config import load_config
-    from utils.ocr_service import OcrSettings, ocr_file
+    from utils.ocr.pipeline import OcrSettings, ocr_file
 
     config = load_config().config
     items = {item.item_id: item for item in builtin_dataset(sample_folder).items}

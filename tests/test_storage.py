@@ -1,6 +1,6 @@
 """Tests for utils/storage.py: atomic JSON, durable JSONL, locks, schema versions.
 
-The crash tests kill a real child process (tests/helpers/storage_writer.py) with
+The crash tests kill a real child process (testkit/storage_writer.py) with
 SIGKILL at random moments and check what is left on disk.
 """
 
@@ -20,7 +20,7 @@ import pytest
 from filelock import FileLock
 from pydantic import ValidationError
 
-from tests.helpers.storage_writer import StressRecord, make_record
+from testkit.storage_writer import StressRecord, make_record
 from utils import storage
 from utils.errors import StorageError
 from utils.storage import (
@@ -470,9 +470,9 @@ def test_torn_line_longer_than_one_search_chunk_is_cut(tmp_path: Path) -> None:
 
 
 def _start_child(*args: object) -> subprocess.Popen[str]:
-    """Run tests/helpers/storage_writer.py with the given arguments."""
+    """Run testkit/storage_writer.py with the given arguments."""
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.helpers.storage_writer", *map(str, args)],
+        [sys.executable, "-m", "testkit.storage_writer", *map(str, args)],
         cwd=REPO_ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

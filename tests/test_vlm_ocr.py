@@ -8,10 +8,10 @@ import threading
 import pytest
 from PIL import Image
 
-from models.chat_types import GenerationParams, PromptMessage, Usage
+from models.chat.types import GenerationParams, PromptMessage, Usage
 from models.config import ModelEntry, RuntimeSettings
-from models.ocr_base import OcrEngine, OcrResult
-from models.vlm_ocr import (
+from models.ocr.base import OcrEngine, OcrResult
+from models.ocr.vlm import (
     CONFIDENCE_NOT_MEASURED,
     PRESETS,
     VlmOcrEngine,
@@ -21,7 +21,7 @@ from models.vlm_ocr import (
     strip_code_fence,
 )
 from utils.errors import BadInput, GenerationError
-from utils.fields import FieldSpec, TemplateSpec, builtin_templates
+from utils.fields.extraction import FieldSpec, TemplateSpec, builtin_templates
 
 
 class FakeStream:
@@ -342,17 +342,17 @@ def test_every_builtin_field_gets_a_description():
 @pytest.fixture(scope="module")
 def tiny_vlms(tmp_path_factory: pytest.TempPathFactory):
     """Tiny random-weight checkpoints from the shared helper (skipped while it is missing)."""
-    if importlib.util.find_spec("tests.helpers.tiny_vlms") is None:
-        pytest.skip("tests/helpers/tiny_vlms.py is not there yet")
+    if importlib.util.find_spec("testkit.tiny_vlms") is None:
+        pytest.skip("testkit/tiny_vlms.py is not there yet")
     pytest.importorskip("transformers")
-    from tests.helpers.tiny_vlms import TinyVlmFolders
+    from testkit.tiny_vlms import TinyVlmFolders
 
     return TinyVlmFolders(tmp_path_factory.mktemp("tiny_vlms"))
 
 
 def ocr_with_tiny_model(tiny_vlms, family: str, preset: str, **fields) -> OcrResult:
-    from models.hf_vlm import backend_key, load_backend
-    from models.model_manager import get_manager
+    from models.chat.hf_backend import backend_key, load_backend
+    from models.runtime.manager import get_manager
 
     entry = make_entry(
         source=str(tiny_vlms(family)), device_map="cpu", dtype="float32", max_new_tokens=8, **fields

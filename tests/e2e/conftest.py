@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e import harness as h
+from testkit import e2e_harness as h
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
@@ -37,7 +37,7 @@ def e2e_ready() -> None:
 
 @pytest.fixture(scope="session")
 def hostile_server(e2e_ready: None) -> Iterator[Any]:
-    from tests.helpers.fake_openai_server import FakeOpenAIServer, Reply
+    from testkit.fake_openai_server import FakeOpenAIServer, Reply
 
     with FakeOpenAIServer(
         models=("hostile-vlm",), default=Reply(chunks=h.HOSTILE_CHUNKS)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e import harness as h
+from testkit import e2e_harness as h
 from tests.e2e.test_pages import open_expander, receipt_png, start_benchmark
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e import harness as h
+from testkit import e2e_harness as h
 
 pytestmark = pytest.mark.e2e
 

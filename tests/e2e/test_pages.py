@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e import harness as h
-from tests.helpers.render import RECEIPT_LINES, encode, pdf_bytes, render_lines
+from testkit import e2e_harness as h
+from testkit.render import RECEIPT_LINES, encode, pdf_bytes, render_lines
 
 pytestmark = pytest.mark.e2e
 

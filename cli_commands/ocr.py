@@ -1,0 +1,99 @@
+"""`python cli.py ocr`: OCR files from a terminal, one result per file.
+
+Kept out of cli.py so `config` and `cache` commands stay import-light; nothing
+here imports torch or transformers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from models.config import AppConfig
+from utils.documents.loader import sanitize_filename
+from utils.errors import AppError
+from utils.ocr.pipeline import DocumentResult, OcrSettings, check_settings, ocr_file
+from utils.services import open_cache
+
+
+def run_ocr_command(args: argparse.Namespace, config: AppConfig) -> int:
+    """Each file is read and printed independently; exit 1 if any of them failed."""
+    settings = OcrSettings(
+        engine=args.engine or config.ocr.engine,
+        template=args.template or config.ocr.template,
+        deskew=args.deskew or config.ocr.deskew,
+        auto_rotate=args.auto_rotate or config.ocr.auto_rotate,
+        vlm_preset=args.preset or ("markdown" if args.format == "markdown" else "text"),
+    )
+    check_settings(settings, config)
+    cache = None if args.no_cache else open_cache(config)
+    failed = 0
+    for name in args.files:
+        result = _ocr_path(Path(name), settings, config, cache)
+        failed += not result.ok
+        print(_render(result, args.format), flush=True)
+    if cache is not None:
+        cache.flush_stats()
+    return 1 if failed else 0
+
+
+def _ocr_path(path: Path, settings: OcrSettings, config: AppConfig, cache) -> DocumentResult:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return DocumentResult(
+            file=sanitize_filename(path.name),
+            engine=settings.engine,
+            error=f"cannot read {sanitize_filename(path.name)}: {exc.strerror}",
+        )
+    try:
+        return ocr_file(data, path.name, settings, config, cache)
+    except AppError as exc:
+        return DocumentResult(
+            file=sanitize_filename(path.name), engine=settings.engine, error=str(exc)
+        )
+
+
+def _render(result: DocumentResult, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(cli_json(result), ensure_ascii=False)
+    if result.error:
+        print(f"error: {result.file}: {result.error}", file=sys.stderr)
+        return ""
+    body = result.markdown if fmt == "markdown" else result.text
+    header = f"==> {result.file} <=="
+    fields = [f"{k}: {v.value}" for k, v in result.fields.items() if v.value is not None]
+    return "\n".join([header, body, *(["", *fields] if fields else [])])
+
+
+def cli_json(result: DocumentResult) -> dict:
+    """The documented one-line JSON shape of `cli.py ocr --format json`."""
+    return {
+        "file": result.file,
+        "engine": result.engine,
+        "pages": [
+            {
+                "page": page.page,
+                "status": page.status,
+                "text": page.text,
+                "lines": [
+                    {
+                        "text": line.text,
+                        "box": list(line.box),
+                        "confidence": round(line.confidence, 4),
+                    }
+                    for line in page.lines
+                ],
+                "seconds": round(page.seconds, 4),
+                **({"error": page.error} if page.error else {}),
+            }
+            for page in result.pages
+        ],
+        "fields": {
+            name: {"value": f.value, "confidence": round(f.confidence, 4), "line": f.line}
+            for name, f in result.fields.items()
+        },
+        "error": result.error,
+    }

@@ -1,0 +1,161 @@
+"""How the benchmark page's data calls scale with many stored runs.
+
+    python scripts/perf/bench_page_scale.py [--runs 1000] [--items 100] [--big 1000]
+
+Creates, in a temp data folder, ``--runs`` runs holding ``--items`` records each
+(100,000 records by default) plus one run of ``--big`` items, then times:
+
+- ``list_runs`` — what the page calls to open (target: under 2 s);
+- ``open_run`` on the big run — opening one run (target: under 1 s);
+- ``compare_runs`` on two runs.
+
+Each timing is the best of a few tries after one warm-up (file cache warm, as on
+a server that has shown the page before); the first, cold call is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT))
+
+from utils.bench import store  # noqa: E402
+from utils.bench.runner import (  # noqa: E402
+    build_summary,
+    compare_runs,
+    open_run,
+    package_versions,
+    score_prediction,
+)
+from utils.bench.store import DatasetInfo, EngineInfo, HardwareInfo, ItemRecord, Manifest  # noqa: E402
+from utils.storage import atomic_write_bytes  # noqa: E402
+
+WORDS = [
+    "TOTAL",
+    "CASH",
+    "CHANGE",
+    "COFFEE",
+    "BREAD",
+    "SDN",
+    "BHD",
+    "JALAN",
+    "DATE",
+    "12.50",
+    "4.00",
+    "RM",
+    "TAX",
+]
+
+
+def fake_manifest(run_id: str, items: int, engines: list[str]) -> Manifest:
+    return Manifest(
+        run_id=run_id,
+        name=f"scale test {run_id}",
+        created_at=store.now_iso(),
+        started_at=store.now_iso(),
+        versions=package_versions(),
+        profile_path="/tmp/profile.yaml",
+        profile_sha256="0" * 64,
+        engines=[EngineInfo(name=e, source="registered", backend="fake") for e in engines],
+        upload_limits={},
+        dataset=DatasetInfo(
+            name="synthetic",
+            root="/tmp/synthetic",
+            format="pairs",
+            content_hash="1" * 64,
+            items=items,
+        ),
+        hardware=HardwareInfo(platform="test", machine="x86_64"),
+        items_planned=items,
+    )
+
+
+def fake_records(run_id: str, engine: str, items: int, rng: random.Random) -> list[ItemRecord]:
+    records = []
+    for index in range(items):
+        truth = " ".join(rng.choice(WORDS) for _ in range(30))
+        prediction = " ".join(w if rng.random() > 0.1 else "X" for w in truth.split())
+        fields_truth = {"total": "12.50", "date": "01/02/2019"}
+        fields_predicted = {"total": "12.50", "date": rng.choice(["01/02/2019", None])}
+        metrics, correct = score_prediction(prediction, fields_predicted, truth, fields_truth, True)
+        records.append(
+            ItemRecord(
+                run_id=run_id,
+                engine=engine,
+                item_id=f"item{index:05d}",
+                status="ok",
+                template="receipt",
+                prediction=prediction,
+                predicted_fields=fields_predicted,
+                truth_text=truth,
+                truth_fields=fields_truth,
+                metrics=metrics,
+                fields_correct=correct,
+                seconds=rng.uniform(0.1, 2.0),
+                pages=1,
+                peak_rss_bytes=500_000_000,
+                finished_at=store.now_iso(),
+            )
+        )
+    return records
+
+
+def make_run(data_dir: Path, index: int, items: int, rng: random.Random) -> str:
+    run_id = f"2025{index // 100 + 1:02d}{index % 28 + 1:02d}T000000Z-{index:06x}"
+    manifest = fake_manifest(run_id, items, ["fake"])
+    store.write_manifest(data_dir, manifest)
+    records = fake_records(run_id, "fake", items, rng)
+    lines = "".join(r.model_dump_json() + "\n" for r in records).encode()
+    atomic_write_bytes(store.items_path(data_dir, run_id), lines)
+    store.write_summary(data_dir, build_summary(manifest, records))
+    store.write_state(data_dir, run_id, "complete")
+    return run_id
+
+
+def timed(function, tries: int = 3) -> tuple[float, float]:
+    """(first call seconds, best of the next ``tries``)."""
+    started = time.perf_counter()
+    function()
+    first = time.perf_counter() - started
+    best = float("inf")
+    for _ in range(tries):
+        started = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - started)
+    return first, best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--items", type=int, default=100)
+    parser.add_argument("--big", type=int, default=1000)
+    args = parser.parse_args()
+    rng = random.Random(7)
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        data_dir = Path(tmp)
+        started = time.perf_counter()
+        run_ids = [make_run(data_dir, i, args.items, rng) for i in range(args.runs - 1)]
+        big = make_run(data_dir, args.runs - 1, args.big, rng)
+        total_items = (args.runs - 1) * args.items + args.big
+        print(
+            f"created {args.runs} runs, {total_items} item records "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
+        cold, best = timed(lambda: store.list_runs(data_dir))
+        count = len(store.list_runs(data_dir))
+        print(f"list_runs ({count} runs):       first {cold:.3f} s, best {best:.3f} s  (< 2 s)")
+        cold, best = timed(lambda: open_run(data_dir, big))
+        print(f"open_run ({args.big} items):    first {cold:.3f} s, best {best:.3f} s  (< 1 s)")
+        cold, best = timed(lambda: compare_runs(data_dir, [big, run_ids[0]]))
+        print(f"compare_runs (2 runs):         first {cold:.3f} s, best {best:.3f} s")
+
+
+if __name__ == "__main__":
+    main()

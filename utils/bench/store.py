@@ -1,0 +1,470 @@
+"""Benchmark runs on disk: ``<data_dir>/benchmarks/<run_id>/``.
+
+One folder per run holds:
+
+- ``manifest.json`` — what was run, on what, with which versions; written first;
+- ``items.jsonl``   — one ``ItemRecord`` per (engine, item), appended as each finishes,
+  so a crash loses at most the items in flight;
+- ``summary.json``  — aggregates, rebuildable from the items at any time;
+- ``state.json``    — running / cancelled / complete / failed, with a message;
+- ``run.lock``      — held by the process running the run, so a second runner is
+  refused and a "running" state whose lock is free is known to be interrupted.
+
+Run ids are checked against ``RUN_ID_PATTERN`` before they touch a path, so no id
+can point outside the benchmarks folder. Listing reads manifests, states and
+summaries only, never the items.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from filelock import FileLock, Timeout
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.ocr.base import OcrLine
+from utils.errors import BadInput, StorageError
+from utils.storage import (
+    VersionedRecord,
+    append_jsonl,
+    atomic_write_bytes,
+    atomic_write_json,
+    read_json_or_none,
+    read_jsonl,
+)
+
+logger = logging.getLogger(__name__)
+
+RUN_ID_PATTERN = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
+MANIFEST_FILE = "manifest.json"
+ITEMS_FILE = "items.jsonl"
+SUMMARY_FILE = "summary.json"
+STATE_FILE = "state.json"
+RUN_LOCK_FILE = "run.lock"
+MAX_NAME_LENGTH = 200
+
+RunStatus = Literal["running", "cancelled", "complete", "failed", "interrupted"]
+ItemStatus = Literal["ok", "error", "skipped"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- records
+
+
+class EngineInfo(_Strict):
+    """One engine of a run as it was configured when the run started."""
+
+    name: str
+    source: Literal["catalog", "registered"]
+    backend: str
+    concurrency: int = Field(1, ge=1)
+    catalog_entry: dict | None = None
+    endpoint: dict | None = None
+    ocr_options: dict | None = None
+
+
+class DatasetInfo(_Strict):
+    name: str
+    root: str
+    format: str
+    content_hash: str
+    items: int = Field(ge=0)
+    problems: list[str] = Field(default_factory=list, description="folder-level, e.g. orphans")
+
+
+class HardwareInfo(_Strict):
+    platform: str
+    machine: str
+    cpu_count: int | None = None
+    ram_total_bytes: int | None = None
+    cuda_devices: list[str] = Field(default_factory=list)
+
+
+class Manifest(VersionedRecord):
+    """Everything needed to know what a run measured; written before any item."""
+
+    SCHEMA_VERSION = 1
+
+    run_id: str
+    name: str
+    created_at: str
+    started_at: str
+    versions: dict[str, str | None]
+    profile_path: str
+    profile_sha256: str
+    engines: list[EngineInfo]
+    upload_limits: dict
+    dataset: DatasetInfo
+    hardware: HardwareInfo
+    limit: int | None = None
+    template: str | None = Field(None, description="the run's template, for every item")
+    fallback_template: str | None = Field(
+        None, description="for items whose dataset names no template (the profile's OCR default)"
+    )
+    templates: dict[str, dict] = Field(
+        default_factory=dict, description="the specs of every template the run can use"
+    )
+    items_planned: int = Field(ge=0, description="dataset items after `limit`")
+    bootstrap_resamples: int = Field(1000, ge=1)
+    bootstrap_seed: int = 0
+
+
+class ItemRecord(VersionedRecord):
+    """One engine on one item: prediction, truth, scores, cost. Self-contained, so a
+    rescore needs neither the model nor the dataset folder."""
+
+    SCHEMA_VERSION = 1
+
+    run_id: str
+    engine: str
+    item_id: str
+    status: ItemStatus
+    message: str | None = None
+    template: str | None = Field(None, description="fields were extracted with it (None: not)")
+    prediction: str = ""
+    predicted_fields: dict[str, str | None] = Field(default_factory=dict)
+    truth_text: str | None = None
+    truth_fields: dict[str, str] | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    fields_correct: dict[str, bool] = Field(default_factory=dict)
+    seconds: float | None = None
+    pages: int = 0
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    boxes: list[OcrLine] = Field(
+        default_factory=list, description="predicted lines with boxes, for the drill-down view"
+    )
+    peak_rss_bytes: int | None = None
+    peak_vram_bytes: int | None = None
+    finished_at: str = ""
+
+
+class MetricSummary(_Strict):
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+    direction: Literal["higher", "lower"]
+
+
+class FieldScore(_Strict):
+    accuracy: float
+    n: int
+
+
+class EngineSummary(_Strict):
+    engine: str
+    n: int
+    ok: int
+    errors: int
+    skipped: int
+    metrics: dict[str, MetricSummary] = Field(default_factory=dict)
+    fields: dict[str, FieldScore] = Field(default_factory=dict)
+    latency_mean_s: float | None = None
+    latency_p50_s: float | None = None
+    latency_p95_s: float | None = None
+    pages: int = 0
+    pages_per_minute: float | None = None
+    tokens_out: int | None = None
+    output_tokens_per_s: float | None = None
+    peak_rss_bytes: int | None = None
+    peak_vram_bytes: int | None = None
+
+
+class Summary(VersionedRecord):
+    """Aggregates of a run; a pure function of its manifest and item records."""
+
+    SCHEMA_VERSION = 1
+
+    run_id: str
+    items_total: int
+    items_recorded: int
+    complete: bool
+    bootstrap_resamples: int
+    bootstrap_seed: int
+    confidence: float = 0.95
+    engines: list[EngineSummary] = Field(default_factory=list)
+
+
+class RunState(VersionedRecord):
+    SCHEMA_VERSION = 1
+
+    run_id: str
+    status: RunStatus
+    message: str | None = None
+    updated_at: str = Field(default_factory=lambda: now_iso())
+
+
+class RunListing(_Strict):
+    """One line of the runs list: read from manifest, state and summary only."""
+
+    run_id: str
+    name: str
+    created_at: str
+    status: RunStatus
+    message: str | None = None
+    dataset: str
+    engines: list[str]
+    template: str | None = None
+    items_total: int
+    items_recorded: int
+    summary: Summary | None = Field(
+        None, description="as last written: partial or missing while a run is unfinished"
+    )
+
+
+class ItemsRead(_Strict):
+    """The item records of a run, one per (engine, item), and what was dropped reading them."""
+
+    records: list[ItemRecord]
+    bad_lines: int = 0
+    duplicates: int = 0
+
+
+# --------------------------------------------------------------------------- ids and paths
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def new_run_id() -> str:
+    """``YYYYMMDDTHHMMSSZ-<6 hex>``: sorts by start time, unique enough per second."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def check_run_id(run_id: str) -> str:
+    """``run_id`` if it is a well-formed run id, else ``BadInput`` (before any path use)."""
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
+        raise BadInput(
+            f"{run_id!r} is not a benchmark run id",
+            hint="run ids look like 20250101T120000Z-1a2b3c; `cli.py bench list` shows them",
+        )
+    return run_id
+
+
+def benchmarks_dir(data_dir: Path) -> Path:
+    return data_dir / "benchmarks"
+
+
+def run_dir(data_dir: Path, run_id: str) -> Path:
+    return benchmarks_dir(data_dir) / check_run_id(run_id)
+
+
+def items_path(data_dir: Path, run_id: str) -> Path:
+    return run_dir(data_dir, run_id) / ITEMS_FILE
+
+
+def run_exists(data_dir: Path, run_id: str) -> bool:
+    return (run_dir(data_dir, run_id) / MANIFEST_FILE).is_file()
+
+
+def _missing_run(run_id: str) -> BadInput:
+    return BadInput(f"no benchmark run {run_id}", hint="`cli.py bench list` shows the stored runs")
+
+
+# --------------------------------------------------------------------------- run lock
+
+
+@contextmanager
+def hold_run_lock(data_dir: Path, run_id: str) -> Iterator[None]:
+    """Held for a whole run: a second runner of the same run (any process) is refused."""
+    folder = run_dir(data_dir, run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / RUN_LOCK_FILE, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise BadInput(
+            f"benchmark run {run_id} is already running",
+            hint="wait for it to finish or cancel it, then resume it",
+        ) from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def is_running(data_dir: Path, run_id: str) -> bool:
+    """Whether some process holds the run's lock right now."""
+    lock = FileLock(run_dir(data_dir, run_id) / RUN_LOCK_FILE, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
+def _refuse_if_running(data_dir: Path, run_id: str, action: str) -> None:
+    if is_running(data_dir, run_id):
+        raise BadInput(
+            f"cannot {action} benchmark run {run_id} while it is running",
+            hint="cancel it or wait until it has finished",
+        )
+
+
+# --------------------------------------------------------------------------- files of one run
+
+
+def write_manifest(data_dir: Path, manifest: Manifest) -> None:
+    atomic_write_json(run_dir(data_dir, manifest.run_id) / MANIFEST_FILE, manifest)
+
+
+def read_manifest(data_dir: Path, run_id: str) -> Manifest:
+    """The run's manifest; ``BadInput`` when the run does not exist or it was unreadable."""
+    manifest = read_json_or_none(
+        run_dir(data_dir, run_id) / MANIFEST_FILE, Manifest, _corrupt_dir(data_dir)
+    )
+    if manifest is None:
+        raise _missing_run(run_id)
+    return manifest
+
+
+def append_item(data_dir: Path, record: ItemRecord) -> None:
+    append_jsonl(items_path(data_dir, record.run_id), record)
+
+
+def read_items(data_dir: Path, run_id: str) -> ItemsRead:
+    """Valid records, the first one kept per (engine, item); torn or bad lines counted."""
+    read = read_jsonl(items_path(data_dir, run_id), ItemRecord)
+    seen: set[tuple[str, str]] = set()
+    records: list[ItemRecord] = []
+    for record in read.records:
+        key = (record.engine, record.item_id)
+        if key not in seen:
+            seen.add(key)
+            records.append(record)
+    duplicates = len(read.records) - len(records)
+    if duplicates:
+        logger.warning("benchmark run %s: %d duplicate item records ignored", run_id, duplicates)
+    return ItemsRead(records=records, bad_lines=read.skipped, duplicates=duplicates)
+
+
+def replace_items(data_dir: Path, run_id: str, records: list[ItemRecord]) -> None:
+    """Rewrite items.jsonl whole (temp file, then replace): readers see old or new, never half."""
+    _refuse_if_running(data_dir, run_id, "rewrite the items of")
+    lines = [record.model_dump_json() + "\n" for record in records]
+    atomic_write_bytes(items_path(data_dir, run_id), "".join(lines).encode("utf-8"))
+
+
+def write_summary(data_dir: Path, summary: Summary) -> None:
+    atomic_write_json(run_dir(data_dir, summary.run_id) / SUMMARY_FILE, summary)
+
+
+def read_summary(data_dir: Path, run_id: str) -> Summary | None:
+    return read_json_or_none(
+        run_dir(data_dir, run_id) / SUMMARY_FILE, Summary, _corrupt_dir(data_dir)
+    )
+
+
+def write_state(data_dir: Path, run_id: str, status: RunStatus, message: str | None = None) -> None:
+    state = RunState(run_id=run_id, status=status, message=message)
+    atomic_write_json(run_dir(data_dir, run_id) / STATE_FILE, state)
+
+
+def read_state(data_dir: Path, run_id: str) -> RunState:
+    """The stored state; "running" without a live runner is reported as "interrupted"."""
+    state = read_json_or_none(
+        run_dir(data_dir, run_id) / STATE_FILE, RunState, _corrupt_dir(data_dir)
+    )
+    if state is None:
+        return RunState(run_id=run_id, status="interrupted", message="no state recorded")
+    if state.status == "running" and not is_running(data_dir, run_id):
+        return state.model_copy(
+            update={"status": "interrupted", "message": "stopped before finishing; resume it"}
+        )
+    return state
+
+
+def _corrupt_dir(data_dir: Path) -> Path:
+    return data_dir / ".corrupt"
+
+
+# --------------------------------------------------------------------------- the runs
+
+
+def list_runs(data_dir: Path) -> list[RunListing]:
+    """Every stored run, newest first, from manifests, states and summaries only."""
+    folder = benchmarks_dir(data_dir)
+    if not folder.is_dir():
+        return []
+    run_ids = sorted(
+        (entry.name for entry in folder.iterdir() if RUN_ID_PATTERN.fullmatch(entry.name)),
+        reverse=True,
+    )
+    listings = []
+    for run_id in run_ids:
+        listing = _listing(data_dir, run_id)
+        if listing is not None:
+            listings.append(listing)
+    return listings
+
+
+def _listing(data_dir: Path, run_id: str) -> RunListing | None:
+    try:
+        manifest = read_manifest(data_dir, run_id)
+    except BadInput:
+        return None  # a folder without a readable manifest is not a run (yet)
+    state = read_state(data_dir, run_id)
+    summary = read_summary(data_dir, run_id)
+    return RunListing(
+        run_id=run_id,
+        name=manifest.name,
+        created_at=manifest.created_at,
+        status=state.status,
+        message=state.message,
+        dataset=manifest.dataset.name,
+        engines=[engine.name for engine in manifest.engines],
+        template=manifest.template,
+        items_total=manifest.items_planned * len(manifest.engines),
+        items_recorded=_recorded_count(data_dir, run_id, state, summary),
+        summary=summary,
+    )
+
+
+def _recorded_count(data_dir: Path, run_id: str, state: RunState, summary: Summary | None) -> int:
+    """From the summary of a finished run; else the record lines, counted without parsing."""
+    if summary is not None and state.status in ("complete", "cancelled", "failed"):
+        return summary.items_recorded
+    try:
+        return items_path(data_dir, run_id).read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def rename_run(data_dir: Path, run_id: str, name: str) -> Manifest:
+    """Give the run a new display name (its id and folder stay)."""
+    clean = " ".join(name.split())
+    if not clean or len(clean) > MAX_NAME_LENGTH:
+        raise BadInput(
+            "a run name must have 1 to 200 characters", hint="type a short descriptive name"
+        )
+    manifest = read_manifest(data_dir, run_id).model_copy(update={"name": clean})
+    write_manifest(data_dir, manifest)
+    return manifest
+
+
+def delete_run(data_dir: Path, run_id: str) -> None:
+    """Remove the run's whole folder; a running run is refused."""
+    folder = run_dir(data_dir, run_id)
+    if not folder.is_dir():
+        raise _missing_run(run_id)
+    _refuse_if_running(data_dir, run_id, "delete")
+    try:
+        shutil.rmtree(folder)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot delete {folder}: {exc.strerror or exc}", hint="check the folder's permissions"
+        ) from exc

@@ -1,0 +1,88 @@
+"""One chat turn: send the conversation to a backend, stream the answer, keep it.
+
+Used by the Chat page and `cli.py chat`. Whatever ends the stream — the last
+token, the Stop button, a server error, the browser going away — the answer
+so far is appended to the conversation and saved before the generator exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from models.chat.types import ChatBackend, GenerationParams, Usage
+from utils.chat.store import ChatStore, Conversation, StoredImage, StoredMessage
+from utils.errors import GenerationError
+
+logger = logging.getLogger(__name__)
+
+
+def new_user_message(text: str, images: list[StoredImage]) -> StoredMessage:
+    return StoredMessage(
+        role="user", text=text, images=images, created_at=datetime.now(UTC).isoformat()
+    )
+
+
+def stream_answer(
+    store: ChatStore,
+    conversation: Conversation,
+    backend: ChatBackend,
+    params: GenerationParams,
+    stop: threading.Event | None = None,
+) -> Iterator[str]:
+    """Yield the answer's chunks; append and save the assistant message at the end.
+
+    A ``GenerationError`` is re-raised after the partial answer was saved (marked
+    interrupted, with the error). Closing the generator early (a Streamlit rerun,
+    Ctrl-C) sets ``stop`` so the model stops too, and saves what was produced.
+    """
+    stop = stop or threading.Event()
+    chunks: list[str] = []
+    stream = None
+    error: str | None = None
+    finished = False
+    try:
+        stream = backend.stream(store.to_prompt(conversation), params, stop)
+        for chunk in stream:
+            chunks.append(chunk)
+            yield chunk
+        finished = True
+    except GenerationError as exc:
+        error = str(exc)
+        raise
+    finally:
+        if not finished:
+            stop.set()
+        usage = stream.usage if stream is not None else None
+        _keep_answer(store, conversation, "".join(chunks), usage, finished, error)
+
+
+def _keep_answer(
+    store: ChatStore,
+    conversation: Conversation,
+    text: str,
+    usage: Usage | None,
+    finished: bool,
+    error: str | None,
+) -> None:
+    if not text and error is None and usage is None:
+        return  # nothing was produced and nothing went wrong: e.g. closed before starting
+    stopped = bool(usage and usage.stopped)
+    message = StoredMessage(
+        role="assistant",
+        text=text,
+        usage=usage,
+        interrupted=not finished or stopped,
+        error=error,
+        created_at=datetime.now(UTC).isoformat(),
+    )
+    conversation.messages.append(message)
+    store.save(conversation)
+    logger.info(
+        "answer saved: %d chars, interrupted=%s, error=%s",
+        len(text),
+        message.interrupted,
+        bool(error),
+    )

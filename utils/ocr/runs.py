@@ -1,0 +1,128 @@
+"""OCR runs kept on disk under ``<data_dir>/ocr/`` so they can be reopened.
+
+A run is one JSON file written atomically. The uploaded files are kept once
+each under ``<data_dir>/uploads/<sha256>`` (never under their own names), so a
+reopened run can still draw its boxes on the page.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.config import AppConfig
+from utils.ocr.pipeline import DocumentResult
+from utils.storage import VersionedRecord, atomic_write_bytes, atomic_write_json, read_json_or_none
+
+_RUN_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class OcrRun(VersionedRecord):
+    SCHEMA_VERSION = 1
+
+    run_id: str
+    created_at: str
+    settings: dict = Field(default_factory=dict)
+    documents: list[DocumentResult] = Field(default_factory=list)
+
+
+class RunSummary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    created_at: str
+    engine: str
+    files: int
+    failed: int
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+class RunRecorder:
+    """Builds an OCR run and saves it after every file.
+
+    A crash or a kill mid-batch (the server restarted, the browser tab closed) then
+    loses at most the file being read; the run on disk always parses.
+    """
+
+    def __init__(self, config: AppConfig, settings: dict) -> None:
+        self.config = config
+        self.run = OcrRun(
+            run_id=new_run_id(), created_at=datetime.now(UTC).isoformat(), settings=settings
+        )
+        save_run(config, self.run)
+
+    def add(self, result: DocumentResult, data: bytes) -> None:
+        # The upload first: a saved run never points at a file that was not kept.
+        if result.sha256:
+            store_upload(self.config, data, result.sha256)
+        self.run.documents.append(result)
+        save_run(self.config, self.run)
+
+
+def runs_dir(config: AppConfig) -> Path:
+    return config.data_dir / "ocr"
+
+
+def save_run(config: AppConfig, run: OcrRun) -> Path:
+    if not _RUN_ID.match(run.run_id):
+        raise ValueError(f"not a run id: {run.run_id!r}")
+    path = runs_dir(config) / f"{run.run_id}.json"
+    atomic_write_json(path, run)
+    return path
+
+
+def load_run(config: AppConfig, run_id: str) -> OcrRun | None:
+    """The saved run, or None when it is missing or was moved aside as corrupt."""
+    if not _RUN_ID.match(run_id):
+        return None
+    path = runs_dir(config) / f"{run_id}.json"
+    return read_json_or_none(path, OcrRun, corrupt_dir=config.data_dir / ".corrupt")
+
+
+def list_runs(config: AppConfig, limit: int = 50) -> list[RunSummary]:
+    """Newest first; unreadable files are moved aside by the storage layer and skipped."""
+    paths = sorted(runs_dir(config).glob("*.json"), reverse=True)
+    summaries = []
+    for path in paths:
+        run = load_run(config, path.stem)
+        if run is not None:
+            summaries.append(_summary(run))
+        if len(summaries) >= limit:
+            break
+    return summaries
+
+
+def _summary(run: OcrRun) -> RunSummary:
+    return RunSummary(
+        run_id=run.run_id,
+        created_at=run.created_at,
+        engine=str(run.settings.get("engine", "")),
+        files=len(run.documents),
+        failed=sum(not d.ok for d in run.documents),
+    )
+
+
+def store_upload(config: AppConfig, data: bytes, sha256: str) -> None:
+    """Keep an uploaded file once, named by its content hash."""
+    path = _upload_path(config, sha256)
+    if not path.exists():
+        atomic_write_bytes(path, data)
+
+
+def load_upload(config: AppConfig, sha256: str) -> bytes | None:
+    path = _upload_path(config, sha256)
+    return path.read_bytes() if path.is_file() else None
+
+
+def _upload_path(config: AppConfig, sha256: str) -> Path:
+    if not _SHA256.match(sha256):
+        raise ValueError("uploads are addressed by their SHA-256 only")
+    return config.data_dir / "uploads" / sha256
