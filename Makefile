@@ -16,6 +16,7 @@ run: setup
 
 test: setup system-deps
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	OMP_THREAD_LIMIT=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 setup: $(STAMP)
@@ -34,6 +35,7 @@ system-deps:
 
 lint: setup
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m ruff format --check .
 
 check-profiles: setup

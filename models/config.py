@@ -24,10 +24,9 @@ from pydantic import (
     model_validator,
 )
 
-from models.ocr.rapid import RapidOcrOptions
-from models.ocr.tesseract import TesseractOptions
+from models.options import RapidOcrOptions, TesseractOptions
+from models.templates import TemplateSpec
 from utils.errors import ConfigError
-from utils.fields.extraction import TemplateSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PROFILE = REPO_ROOT / "config.yaml"

@@ -141,7 +141,7 @@ def _endpoint_status(entry: ModelEntry, config: AppConfig) -> tuple[bool, str]:
 
 def _rapidocr_status() -> tuple[bool, str]:
     """Package and bundled weights present, found without importing rapidocr (slow)."""
-    from models.ocr.rapid import CLS_MODEL_FILE, DET_MODEL_FILE, REC_MODEL_FILE
+    from models.options import CLS_MODEL_FILE, DET_MODEL_FILE, REC_MODEL_FILE
 
     spec = importlib.util.find_spec("rapidocr")
     if spec is None or not spec.submodule_search_locations:

@@ -9,19 +9,21 @@ import yaml
 from pydantic import ValidationError
 
 from models.ocr.base import OcrLine
-from utils.errors import ConfigError
-from utils.fields.extraction import (
+from models.templates import (
     BUILTIN_TEMPLATES_YAML,
-    CHECK_DIGIT_MISMATCH,
     FieldSpec,
     FieldValue,
     TemplateSpec,
     builtin_templates,
+    templates_from_yaml,
+)
+from utils.errors import ConfigError
+from utils.fields.extraction import (
+    CHECK_DIGIT_MISMATCH,
     extract_fields,
     find_date,
     mrz_check_digit,
     read_mrz,
-    templates_from_yaml,
 )
 
 LINE_HEIGHT = 20

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from models.config import REPO_ROOT
+from models.templates import builtin_templates
 from utils.bench.datasets import builtin_dataset, load_dataset
 from utils.bench.metrics import field_correct, word_f1
 from utils.bench.sample_set import (
@@ -22,7 +23,7 @@ from utils.bench.sample_set import (
     sample_set_is_current,
     write_sample_set,
 )
-from utils.fields.extraction import builtin_templates, extract_fields
+from utils.fields.extraction import extract_fields
 
 ITEM_COUNT = 12
 RECEIPT_FIELDS = {"company", "date", "address", "total"}

@@ -20,8 +20,8 @@ from models.ocr.vlm import (
     preset_prompt,
     strip_code_fence,
 )
+from models.templates import FieldSpec, TemplateSpec, builtin_templates
 from utils.errors import BadInput, GenerationError
-from utils.fields.extraction import FieldSpec, TemplateSpec, builtin_templates
 
 
 class FakeStream:

@@ -13,12 +13,12 @@ import shutil
 import subprocess
 import threading
 import time
-from typing import Annotated, Any
+from typing import Any
 
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from models.ocr.base import Box, OcrLine, OcrResult
+from models.options import TesseractOptions
 from utils.errors import GenerationError, ModelUnavailable
 
 TESSERACT_INSTALL_HINT = "sudo apt-get install -y tesseract-ocr tesseract-ocr-eng tesseract-ocr-rus"
@@ -26,37 +26,6 @@ PYTESSERACT_INSTALL_HINT = "pip install pytesseract"
 
 # pytesseract's tesseract_cmd is a module global; every call sets it and runs under this lock.
 _TESSERACT_LOCK = threading.Lock()
-
-# A traineddata name; also keeps anything odd out of tesseract's -l argument.
-LanguageCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]+$")]
-
-
-class TesseractOptions(BaseModel):
-    """How Tesseract is called: languages, page segmentation, engine mode, binary, timeout."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    languages: list[LanguageCode] = Field(
-        default_factory=lambda: ["eng"],
-        min_length=1,
-        description="Tesseract language codes (traineddata names), e.g. eng, rus.",
-    )
-    # 4 = "single column of text of variable sizes". Word F1 on 30 SROIE receipts:
-    # psm 3 (automatic layout) 0.692, psm 4 0.701, psm 6 (one uniform block) 0.713,
-    # but psm 6 invents words on noisy pages (heavy noise: psm 4 returns nothing,
-    # psm 6 returns a page of garbage), so 4 is the default.
-    psm: int = Field(default=4, ge=0, le=13, description="Page segmentation mode (--psm).")
-    oem: int = Field(default=1, ge=0, le=3, description="Engine mode (--oem); 1 = LSTM only.")
-    tesseract_cmd: str | None = Field(
-        default=None, description="Path of the tesseract binary; default: found on PATH."
-    )
-    timeout_s: float = Field(default=120.0, gt=0, description="Give up on one page after this.")
-
-    def language_arg(self) -> str:
-        return "+".join(self.languages)
-
-    def config_arg(self) -> str:
-        return f"--psm {self.psm} --oem {self.oem}"
 
 
 def apt_package_for(language: str) -> str:

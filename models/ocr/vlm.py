@@ -32,8 +32,8 @@ from PIL import Image
 from models.chat.types import ChatBackend, GenerationParams, PromptMessage, Usage
 from models.config import ModelEntry
 from models.ocr.base import OcrLine, OcrResult
+from models.templates import FieldSpec, FieldValue, TemplateSpec
 from utils.errors import BadInput, GenerationError
-from utils.fields.extraction import FieldSpec, FieldValue, TemplateSpec
 
 logger = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from models.config import AppConfig
 from models.ocr.base import Box, OcrEngine, OcrLine
 from models.registry import create_ocr_engine
+from models.templates import FieldValue
 from utils.cache import MISS, DiskCache, make_key
 from utils.documents.loader import (
     Document,
@@ -32,7 +33,7 @@ from utils.documents.loader import (
     sanitize_filename,
 )
 from utils.errors import AppError, BadInput, ModelUnavailable
-from utils.fields.extraction import FieldValue, extract_fields
+from utils.fields.extraction import extract_fields
 from utils.ocr.cleanup import clean_fragments
 from utils.ocr.layout import reading_order, to_markdown
 from utils.storage import VersionedRecord
