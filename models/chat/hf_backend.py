@@ -44,6 +44,7 @@ from PIL import Image
 
 from models.chat.types import GenerationParams, PromptMessage, Usage, count_images
 from models.config import ModelEntry, RuntimeSettings
+from models.runtime.gpu import is_out_of_memory
 from utils.errors import AppError, BadInput, GenerationError, ModelUnavailable
 
 logger = logging.getLogger(__name__)
@@ -500,7 +501,7 @@ class HFChatStream:
                 self._backend.model_id,
                 "".join(traceback.format_exception(exc)).rstrip(),
             )
-            out_of_memory = _is_out_of_memory(exc)
+            out_of_memory = is_out_of_memory(exc)
             # The traceback's frames hold the model, the inputs and the activations:
             # keeping them would keep that memory in use after the unload below.
             self._error = _without_frames(exc)
@@ -534,7 +535,7 @@ class HFChatStream:
 
     def _generation_error(self, exc: BaseException) -> GenerationError:
         name = self._backend.model_id
-        if _is_out_of_memory(exc):
+        if is_out_of_memory(exc):
             error = GenerationError(f"{name} ran out of memory while answering", hint=_OOM_HINT)
         elif isinstance(exc, GenerationError):
             error = exc
@@ -560,13 +561,6 @@ def _without_frames(exc: BaseException) -> BaseException:
         current.__traceback__ = None
         current = current.__cause__ or current.__context__
     return exc
-
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    """MemoryError or torch's OutOfMemoryError (CUDA / MPS), without importing torch."""
-    return isinstance(exc, MemoryError) or any(
-        cls.__name__ == "OutOfMemoryError" for cls in type(exc).__mro__
-    )
 
 
 # A chat window cannot show more than a few dozen updates a second; handing the

@@ -18,7 +18,6 @@ import gc
 import json
 import logging
 import struct
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from utils.errors import GenerationError, ModelUnavailable
 
 if TYPE_CHECKING:
     from models.config import RuntimeSettings
+from models.runtime.gpu import cuda_in_use, is_out_of_memory
 
 logger = logging.getLogger(__name__)
 
@@ -153,30 +153,17 @@ def memory_pool(device: str) -> str:
     if name.startswith("cuda"):
         index = name.partition(":")[2] or "0"
         return f"cuda:{index}"
-    if name in _PLACED_BY_ACCELERATE and _cuda_available():
+    if name in _PLACED_BY_ACCELERATE and cuda_in_use() is not None:
         return "cuda:0"
     return "ram"
 
 
-def _loaded_torch() -> Any | None:
-    """torch if something already imported it; importing it here would cost seconds."""
-    return sys.modules.get("torch")
-
-
-def _cuda_available() -> bool:
-    torch = _loaded_torch()
-    try:
-        return bool(torch is not None and torch.cuda.is_available())
-    except Exception:  # a broken CUDA setup must not break bookkeeping
-        return False
-
-
 def _default_vram_budget(pool: str) -> int | None:
     """90% of the card behind ``pool``; None (no limit known) without torch+CUDA."""
-    if not _cuda_available():
+    if not cuda_in_use() is not None:
         return None
     try:
-        total = _loaded_torch().cuda.get_device_properties(int(pool.split(":")[1])).total_memory
+        total = cuda_in_use().get_device_properties(int(pool.split(":")[1])).total_memory
     except Exception:
         return None
     return int(total * VRAM_BUDGET_SHARE)
@@ -185,9 +172,9 @@ def _default_vram_budget(pool: str) -> int | None:
 def _free_memory() -> None:
     """Collect garbage and hand cached GPU blocks back, so the memory shows as free."""
     gc.collect()
-    if _cuda_available():
+    if cuda_in_use() is not None:
         try:
-            _loaded_torch().cuda.empty_cache()
+            cuda_in_use().empty_cache()
         except Exception as exc:
             logger.debug("torch.cuda.empty_cache failed: %s", exc)
 
@@ -200,19 +187,6 @@ def format_bytes(count: float) -> str:
 
 def _pool_name(pool: str) -> str:
     return "RAM" if pool == "ram" else f"GPU memory on {pool}"
-
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    """MemoryError or torch's OutOfMemoryError (by name: torch may not be imported)."""
-    current: BaseException | None = exc
-    for _ in range(3):  # loaders sometimes wrap the OOM once or twice
-        if current is None:
-            return False
-        names = {cls.__name__ for cls in type(current).__mro__}
-        if isinstance(current, MemoryError) or "OutOfMemoryError" in names:
-            return True
-        current = current.__cause__
-    return False
 
 
 # --- the manager -------------------------------------------------------------------------
@@ -476,7 +450,7 @@ class ModelManager:
     @staticmethod
     def _failed_load_error(exc: BaseException, label: str) -> BaseException:
         """What callers see for a failed load: OOM becomes GenerationError, the rest as is."""
-        if not _is_out_of_memory(exc):
+        if not is_out_of_memory(exc):
             return exc
         return GenerationError(
             f"Out of memory while loading {label}",

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.config import AppConfig, LoadedConfig
 from models.ocr.base import OcrLine
+from models.runtime.gpu import cuda_in_use
 from utils.bench import store
 from utils.bench.datasets import Dataset, LabelledItem, builtin_dataset, load_dataset
 from utils.bench.metrics import METRICS, aggregate, bootstrap_ci, field_accuracy
@@ -500,18 +501,8 @@ def hardware_info() -> HardwareInfo:
     )
 
 
-def _initialised_torch_cuda():
-    """torch.cuda when torch is already imported and CUDA is in use; never imports torch
-    or creates a CUDA context itself."""
-    torch = sys.modules.get("torch")
-    cuda = getattr(torch, "cuda", None)
-    if cuda is None or not cuda.is_available() or not cuda.is_initialized():
-        return None
-    return cuda
-
-
 def _cuda_device_names() -> list[str]:
-    cuda = _initialised_torch_cuda()
+    cuda = cuda_in_use(initialised=True)
     if cuda is None:
         return []
     return [cuda.get_device_name(index) for index in range(cuda.device_count())]
@@ -531,7 +522,7 @@ def peak_rss_bytes() -> int | None:
 
 def peak_vram_bytes() -> int | None:
     """Peak CUDA memory allocated by this process so far, summed over devices."""
-    cuda = _initialised_torch_cuda()
+    cuda = cuda_in_use(initialised=True)
     if cuda is None:
         return None
     return sum(cuda.max_memory_allocated(index) for index in range(cuda.device_count()))
