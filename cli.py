@@ -99,9 +99,10 @@ def _add_chat_command(commands: argparse._SubParsersAction) -> None:
     chat.add_argument("--model", help="catalog id of a chat model (default: first chat model)")
     chat.add_argument("--image", action="append", default=[], metavar="FILE", help="repeatable")
     chat.add_argument("--system", default="", help="system prompt")
-    chat.add_argument("--max-tokens", type=int, default=512)
-    chat.add_argument("--temperature", type=float, default=0.0)
-    chat.add_argument("--top-p", type=float, default=1.0)
+    own = "default: the conversation's, for a new one the model's own in the profile"
+    chat.add_argument("--max-tokens", type=int, help=own)
+    chat.add_argument("--temperature", type=float, help=own)
+    chat.add_argument("--top-p", type=float, help=own)
     chat.add_argument("--conversation", help="continue this saved conversation")
     _profile_option(chat)
     chat.set_defaults(handler=cmd_chat)
@@ -174,9 +175,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def _open_cache(loaded: LoadedConfig):
-    from utils.services import open_cache
+    from utils.cache import open_cache
 
-    return open_cache(loaded.config)
+    return open_cache(loaded.config.cache_dir, loaded.config.cache)
 
 
 def cmd_cache_stats(args: argparse.Namespace) -> int:

@@ -7,18 +7,15 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from models.registry import model_status
+from models.registry import availabilities
 from utils.bench import views
-from utils.bench.runner import (
-    BenchRequest,
-    bench_engine_names,
-    compare_runs,
-    open_run,
-    reopen_dataset,
-    run_benchmark,
-)
-from utils.bench.store import delete_run, list_runs, rename_run
-from utils.documents.loader import load_document
+from utils.bench.compare import compare_runs
+from utils.bench.engines import bench_engine_names
+from utils.bench.plan import BenchRequest, reopen_dataset
+from utils.bench.runner import run_benchmark
+from utils.bench.runs import open_run
+from utils.bench.store import delete_run, list_bench_runs, rename_run
+from utils.documents.document import load_document
 from utils.errors import AppError
 from utils.ocr.drawing import draw_boxes
 from utils.ocr.pipeline import document_limits
@@ -31,20 +28,15 @@ st.title("📊 Benchmarks")
 
 @st.cache_data(ttl=60, show_spinner=False)
 def _availability(profile_sha: str) -> dict[str, str]:
-    """Why each unavailable catalog engine cannot run (registered engines always can)."""
-    notes = {}
-    for name in bench_engine_names(config):
-        if name in config.models:
-            status = model_status(name, config)
-            if not status.available:
-                notes[name] = status.detail
-    return notes
+    """Why each unavailable engine of the profile cannot run."""
+    verdicts = availabilities(config, "ocr")  # the engines a run can use
+    return {name: v.detail for name, v in verdicts.items() if not v.available}
 
 
 def start_form() -> None:
     # Open on a first visit with no runs yet. Decided once per session: were it
     # recomputed, the first finished run would fold the form shut on the next click.
-    start_open = st.session_state.setdefault("bench_start_open", not list_runs(data_dir))
+    start_open = st.session_state.setdefault("bench_start_open", not list_bench_runs(data_dir))
     with st.expander("▶️ Start a run", expanded=start_open):
         unavailable = _availability(loaded.sha256)
         usable = [n for n in bench_engine_names(config) if n not in unavailable]
@@ -100,7 +92,7 @@ def execute(request: BenchRequest) -> None:
 
 
 def runs_section() -> pd.DataFrame:
-    runs = list_runs(data_dir)
+    runs = list_bench_runs(data_dir)
     table = views.runs_table(runs)
     st.subheader("Runs")
     if table.empty:

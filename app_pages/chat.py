@@ -6,15 +6,17 @@ import streamlit as st
 
 import ui
 from models.chat.types import GenerationParams
-from models.registry import chat_model_ids, create_chat_backend, model_status
-from utils.chat.service import new_user_message, stream_answer
-from utils.chat.store import (
-    ChatStore,
+from models.registry import Availability, availabilities, chat_model_ids, create_chat_backend
+from utils.chat.conversation import (
     Conversation,
     StoredMessage,
     replace_last_question,
     truncate_for_regenerate,
 )
+from utils.chat.service import save_question, stream_answer
+from utils.chat.settings import default_params
+from utils.chat.store import ChatStore
+from utils.chat.transfer import export_json, export_markdown, import_json
 from utils.errors import AppError
 from utils.ocr.pipeline import document_limits
 from utils.safe_markdown import SafeStream, safe_markdown
@@ -23,6 +25,7 @@ IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
 CONVERSATION_KEY = "chat_conversation_id"
 PENDING_KEY = "chat_pending_answer"
 FRESH_KEY = "chat_fresh_conversation"
+SHOWN_KEY = "chat_shown_revision"  # (id, updated_at) of the conversation last rendered
 
 loaded = ui.profile()
 config = loaded.config
@@ -36,12 +39,8 @@ def _store(root: str) -> ChatStore:
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def _statuses(profile_sha: str) -> dict[str, tuple[bool, str, str]]:
-    return {
-        mid: (s.available, s.detail, s.display_name)
-        for mid in chat_model_ids(config)
-        for s in [model_status(mid, config)]
-    }
+def _statuses(profile_sha: str) -> dict[str, Availability]:
+    return availabilities(config, "chat")
 
 
 store = _store(str(config.data_dir))
@@ -59,23 +58,13 @@ def current_conversation() -> Conversation:
         conversation = store.load(recent[0].id) if recent else None
     if conversation is None:
         model = default_model()
-        conversation = store.new(model, model_defaults(model))
+        conversation = store.new(model, default_params(model, config))
     st.session_state[CONVERSATION_KEY] = conversation.id
     return conversation
 
 
-def model_defaults(model_id: str | None) -> GenerationParams:
-    """The catalog entry's sampling defaults (max_new_tokens, temperature, top_p)."""
-    entry = config.models.get(model_id or "")
-    if entry is None:
-        return GenerationParams()
-    return GenerationParams(
-        max_new_tokens=entry.max_new_tokens, temperature=entry.temperature, top_p=entry.top_p
-    )
-
-
 def default_model() -> str | None:
-    usable = [mid for mid, (ok, _, _) in _statuses(loaded.sha256).items() if ok]
+    usable = [mid for mid, verdict in _statuses(loaded.sha256).items() if verdict.available]
     return usable[0] if usable else next(iter(chat_model_ids(config)), None)
 
 
@@ -115,20 +104,20 @@ def manage_conversation(conversation: Conversation) -> None:
             st.rerun()
         st.download_button(
             "Export JSON",
-            store.export_json(conversation),
+            export_json(conversation, store.images),
             f"chat-{conversation.id}.json",
             "application/json",
         )
         st.download_button(
             "Export Markdown",
-            store.export_markdown(conversation),
+            export_markdown(conversation),
             f"chat-{conversation.id}.md",
             "text/markdown",
         )
         imported = st.file_uploader("Import a JSON export", type=["json"], key="chat_import")
         if imported is not None and st.button("Import"):
             try:
-                new = store.import_json(imported.getvalue())
+                new = import_json(store, imported.getvalue(), imported.name)
             except AppError as exc:
                 ui.show_error(exc)
             else:
@@ -149,13 +138,16 @@ def model_sidebar(conversation: Conversation) -> None:
             "Model",
             ids,
             index=index,
-            format_func=lambda m: ("" if statuses[m][0] else "⚠️ ") + statuses[m][2],
+            format_func=lambda m: (
+                ("" if statuses[m].available else "⚠️ ") + statuses[m].display_name
+            ),
         )
         if chosen != conversation.model_id and not conversation.messages:
-            conversation.params = model_defaults(chosen)  # a fresh chat takes the model's own
+            # A fresh chat takes the model's own sampling settings.
+            conversation.params = default_params(chosen, config)
         conversation.model_id = chosen
-        ok, detail, _ = statuses[conversation.model_id]
-        (st.caption if ok else st.warning)(detail)
+        verdict = statuses[conversation.model_id]
+        (st.caption if verdict.available else st.warning)(verdict.detail)
         conversation.system_prompt = st.text_area(
             "System prompt", value=conversation.system_prompt, height=80
         )
@@ -172,7 +164,7 @@ def show_message(message: StoredMessage) -> None:
         if message.images:
             cols = st.columns(min(len(message.images), 4))
             for i, image in enumerate(message.images):
-                cols[i % len(cols)].image(store.load_image(image), caption=image.name)
+                cols[i % len(cols)].image(store.images.load(image), caption=image.name)
         if message.text:
             st.markdown(safe_markdown(message.text))
         if message.error:
@@ -204,7 +196,7 @@ def add_user_message(conversation: Conversation, text: str, files: list) -> None
     refused = 0
     for upload in files:
         try:
-            images.append(store.add_image(upload.getvalue(), upload.name))
+            images.append(store.images.add(upload.getvalue(), upload.name))
         except AppError as exc:
             refused += 1
             ui.error_after_rerun(exc.message, exc.hint)
@@ -216,8 +208,11 @@ def add_user_message(conversation: Conversation, text: str, files: list) -> None
         return
     if not text.strip() and not images:
         return
-    conversation.messages.append(new_user_message(text, images))
-    store.save(conversation)
+    try:
+        save_question(store, conversation, text, images)
+    except AppError as exc:
+        ui.error_after_rerun(exc.message, exc.hint)
+        return
     st.session_state[PENDING_KEY] = conversation.id
 
 
@@ -248,35 +243,51 @@ def _safe_chunks(chunks, safe: SafeStream):
         yield rest
 
 
-def last_turn_actions(conversation: Conversation) -> None:
+def last_turn_actions(conversation: Conversation, shown_revision: str) -> None:
+    """Regenerate or edit the last turn, if the conversation is still as the user saw it
+    (another tab or `cli.py chat` may have added turns since this page was drawn)."""
     if not conversation.messages:
         return
     cols = st.columns(2)
     if conversation.messages[-1].role == "assistant" and cols[0].button("🔁 Regenerate"):
-        conversation = truncate_for_regenerate(conversation)
-        store.save(conversation)
-        st.session_state[PENDING_KEY] = conversation.id
-        st.rerun()
+        save_edit_and_answer(truncate_for_regenerate(conversation), shown_revision)
     with cols[1].popover("✏️ Edit last question"):
         last_question = next(
             (m.text for m in reversed(conversation.messages) if m.role == "user"), ""
         )
         edited = st.text_area("Question", value=last_question, key="edit_question")
         if st.button("Resend") and edited.strip():
-            conversation = replace_last_question(conversation, edited)
-            store.save(conversation)
-            st.session_state[PENDING_KEY] = conversation.id
-            st.rerun()
+            save_edit_and_answer(replace_last_question(conversation, edited), shown_revision)
+
+
+def save_edit_and_answer(edited: Conversation, shown_revision: str) -> None:
+    try:
+        store.save_edit(edited, shown_revision)
+    except AppError as exc:
+        ui.error_after_rerun(exc.message, exc.hint)
+    else:
+        st.session_state[PENDING_KEY] = edited.id
+    st.rerun()
+
+
+def revision_shown_before(conversation: Conversation) -> str:
+    """The revision of ``conversation`` the previous run drew (what a click acts on)."""
+    shown = st.session_state.get(SHOWN_KEY)
+    if shown is not None and shown[0] == conversation.id:
+        return shown[1]
+    return conversation.updated_at
 
 
 conversation = current_conversation()
+shown_revision = revision_shown_before(conversation)
 conversation_sidebar(conversation)
 model_sidebar(conversation)
 for message in conversation.messages:
     show_message(message)
+st.session_state[SHOWN_KEY] = (conversation.id, conversation.updated_at)
 if st.session_state.get(PENDING_KEY) == conversation.id:
     answer(conversation)
-last_turn_actions(conversation)
+last_turn_actions(conversation, shown_revision)
 prompt = st.chat_input(
     "Ask about your images…", accept_file="multiple", file_type=IMAGE_TYPES, key="chat_prompt"
 )

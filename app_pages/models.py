@@ -11,17 +11,17 @@ import streamlit as st
 import ui
 from models.registry import create_chat_backend
 from models.runtime.hub import hub_offline
-from models.runtime.manager import format_bytes, get_manager, memory_pool
+from models.runtime.manager import get_manager
+from models.runtime.memory import format_bytes, memory_pool
+from utils.cache import open_cache
 from utils.errors import AppError
-from utils.services import open_cache
+from utils.system.downloads import DownloadTracker, run_download
 from utils.system.hardware import HardwareFacts, detect_hardware, process_memory, recommend_profile
 from utils.system.model_status import (
-    DownloadTracker,
     StatusReport,
     check_models,
     read_history,
     read_status,
-    run_download,
     write_status,
 )
 
@@ -314,7 +314,7 @@ def show_recommendation(facts: HardwareFacts) -> None:
 
 def show_cache_tab() -> None:
     try:
-        cache = open_cache(config)
+        cache = open_cache(config.cache_dir, config.cache)
         stats = cache.stats()
     except AppError as exc:
         ui.show_error(exc)

@@ -6,17 +6,18 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from models.registry import model_status, ocr_model_ids
-from utils.documents.loader import load_document, rotate_quarter
+from models.registry import Availability, availabilities
+from utils.cache import open_cache
+from utils.documents.document import load_document
+from utils.documents.geometry import rotate_quarter
 from utils.errors import AppError
+from utils.ocr.budget import TimeBudget
 from utils.ocr.drawing import draw_boxes
 from utils.ocr.exports import document_markdown, document_text, fields_csv, results_json
-from utils.ocr.layout import table_rows
+from utils.ocr.markdown import table_rows
 from utils.ocr.pipeline import DocumentResult, OcrSettings, PageResult, document_limits, ocr_file
-from utils.ocr.runs import OcrRun, RunRecorder, list_runs, load_run, load_upload
-from utils.services import open_cache
+from utils.ocr.runs import OcrRun, RunRecorder, list_ocr_runs, load_run, load_upload
 
-FILE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff", "pdf"]
 RUN_KEY = "ocr_run_id"
 
 loaded = ui.profile()
@@ -26,23 +27,19 @@ st.title("🔎 OCR")
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def _engine_statuses(profile_sha: str) -> dict[str, tuple[bool, str, str]]:
-    return {
-        mid: (s.available, s.detail, s.display_name)
-        for mid in ocr_model_ids(config)
-        for s in [model_status(mid, config)]
-    }
+def _engine_statuses(profile_sha: str) -> dict[str, Availability]:
+    return availabilities(config, "ocr")
 
 
 def settings_form() -> tuple[list, OcrSettings | None, str]:
     statuses = _engine_statuses(loaded.sha256)
-    usable = [mid for mid, (ok, _, _) in statuses.items() if ok]
+    usable = [mid for mid, verdict in statuses.items() if verdict.available]
     with st.sidebar:
         st.subheader("OCR settings")
         engine = st.selectbox(
-            "Engine", usable, format_func=lambda m: statuses[m][2], disabled=not usable
+            "Engine", usable, format_func=lambda m: statuses[m].display_name, disabled=not usable
         )
-        unavailable = [(name, detail) for ok, detail, name in statuses.values() if not ok]
+        unavailable = [(v.display_name, v.detail) for v in statuses.values() if not v.available]
         if unavailable:
             with st.expander(f"{len(unavailable)} engine(s) unavailable"):
                 for name, detail in unavailable:
@@ -64,11 +61,17 @@ def settings_form() -> tuple[list, OcrSettings | None, str]:
             f"{limits.max_pages} pages; pages are read at most {limits.max_side} px on the "
             f"longest side (PDFs rendered at {limits.pdf_dpi} dpi)."
         )
+    # No `type=`: with one, Streamlit checks each name itself and answers a NUL byte in
+    # it with its own traceback before this page runs. The loader tells the type from
+    # the content and refuses anything else with a message naming the file.
     files = st.file_uploader(
-        "Images or PDFs", type=FILE_TYPES, accept_multiple_files=True, key="ocr_files"
+        "Images or PDFs",
+        accept_multiple_files=True,
+        key="ocr_files",
+        help="PNG, JPEG, WebP, BMP, GIF, TIFF or PDF (the type is read from the content).",
     )
     if engine is None:
-        st.error("No OCR engine is available. " + " ".join(d for _, d, _ in statuses.values()))
+        st.error("No OCR engine is available. " + " ".join(v.detail for v in statuses.values()))
         return files, None, fmt
     settings = OcrSettings(
         engine=engine,
@@ -80,13 +83,18 @@ def settings_form() -> tuple[list, OcrSettings | None, str]:
     return files, settings, fmt
 
 
-def run_batch(files: list, settings: OcrSettings, slot) -> str:
+def run_batch(files: list, settings: OcrSettings, slot) -> str | None:
     """OCR every file with per-file status; the run is saved to disk after each file.
-    Its progress bar and errors go into ``slot``, a container every run of the page has."""
-    cache = open_cache(config)
+    Its progress bar and errors go into ``slot``, a container every run of the page has.
+    Returns the run's id, or None when no file was read (no run was saved)."""
+    cache = open_cache(config.cache_dir, config.cache)
     bar = slot.progress(0.0, text="Starting…")
     recorder = RunRecorder(config, settings.model_dump())
+    batch = TimeBudget(config.ocr.batch_time_budget_s, "ocr.batch_time_budget_s")
     for number, upload in enumerate(files, start=1):
+        if batch.expired:
+            slot.warning(batch.stop_message("The batch", "file", number, len(files)))
+            break
         data = upload.getvalue()
 
         def on_page(done: int, total: int, page: PageResult, number=number) -> None:
@@ -94,14 +102,14 @@ def run_batch(files: list, settings: OcrSettings, slot) -> str:
             bar.progress(share, text=f"File {number}/{len(files)} · page {done}/{total}")
 
         try:
-            result = ocr_file(data, upload.name, settings, config, cache, on_page)
+            result = ocr_file(data, upload.name, settings, config, cache, on_page, batch)
         except AppError as exc:  # the engine itself is unusable: stop the batch
             with slot:
                 ui.show_error(exc)
             break
         recorder.add(result, data)
     bar.progress(1.0, text=f"Done: {len(recorder.run.documents)} file(s)")
-    return recorder.run.run_id
+    return recorder.run.run_id if recorder.saved else None
 
 
 def show_run(run: OcrRun, fmt: str) -> None:
@@ -117,9 +125,10 @@ def show_run(run: OcrRun, fmt: str) -> None:
 def downloads(run: OcrRun) -> None:
     docs = run.documents
     cols = st.columns(4)
-    text = "".join(f"==> {d.file} <==\n{document_text(d)}" for d in docs if not d.error)
+    # A file stopped by its time budget has an error and the pages read before it.
+    text = "".join(f"==> {d.file} <==\n{document_text(d)}" for d in docs if d.pages)
     cols[0].download_button("TXT", text, f"ocr-{run.run_id}.txt", "text/plain")
-    markdown = "\n".join(document_markdown(d) for d in docs if not d.error)
+    markdown = "\n".join(document_markdown(d) for d in docs if d.pages)
     cols[1].download_button("Markdown", markdown, f"ocr-{run.run_id}.md", "text/markdown")
     cols[2].download_button(
         "JSON", results_json(docs), f"ocr-{run.run_id}.json", "application/json"
@@ -128,11 +137,12 @@ def downloads(run: OcrRun) -> None:
 
 
 def show_document(doc: DocumentResult, fmt: str, key: str) -> None:
-    icon = "❌" if doc.error else ("⚠️" if not doc.ok else "✅")
+    icon = "❌" if doc.error and not doc.pages else ("⚠️" if not doc.ok else "✅")
     cached = " · from cache" if doc.from_cache else ""
     with st.expander(f"{icon} {doc.file} — {len(doc.pages)} page(s), {doc.seconds:.2f} s{cached}"):
         if doc.error:
             st.error(doc.error)
+        if not doc.pages:  # refused before any page was read
             return
         if doc.fields:
             st.dataframe(
@@ -202,7 +212,7 @@ def show_boxes(doc: DocumentResult, page: PageResult) -> None:
 
 
 def previous_runs() -> None:
-    runs = list_runs(config)
+    runs = list_ocr_runs(config)
     if not runs:
         return
     with st.sidebar:

@@ -17,17 +17,13 @@ from pathlib import Path
 
 from models.config import LoadedConfig
 from utils.bench import store
+from utils.bench.compare import Comparison, compare_runs
 from utils.bench.datasets import write_sample_set
-from utils.bench.runner import (
-    BenchRequest,
-    Comparison,
-    RunDetail,
-    compare_runs,
-    open_run,
-    rescore,
-    run_benchmark,
-)
-from utils.bench.store import EngineSummary, RunListing, Summary
+from utils.bench.plan import BenchRequest
+from utils.bench.records import EngineSummary, Summary
+from utils.bench.runner import run_benchmark
+from utils.bench.runs import RunDetail, open_run, rescore
+from utils.bench.store import RunListing
 
 #: Seconds between two redraws of the progress line.
 _PROGRESS_EVERY_S = 0.2
@@ -112,7 +108,7 @@ def _engine_names(values: list[str] | None) -> list[str]:
 
 
 def _list(args: argparse.Namespace, loaded: LoadedConfig) -> int:
-    runs = store.list_runs(loaded.config.data_dir)
+    runs = store.list_bench_runs(loaded.config.data_dir)
     if args.json:
         print(json.dumps([run.model_dump(mode="json") for run in runs], indent=2))
         return 0

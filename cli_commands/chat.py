@@ -1,7 +1,9 @@
 """`python cli.py chat`: one question about images, the answer streamed to the terminal.
 
 The turn is kept like a Chat page turn: a conversation under results/chats/
-that the page lists too (pass --conversation ID to continue one).
+that the page lists too (pass --conversation ID to continue one). Sampling
+settings not given on the command line come from the conversation, and for a
+new one from the model's entry in the profile, as on the page.
 """
 
 from __future__ import annotations
@@ -10,10 +12,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from models.chat.types import GenerationParams
 from models.config import AppConfig
 from models.registry import create_chat_backend
-from utils.chat.service import new_user_message, stream_answer
+from utils.chat.conversation import Conversation
+from utils.chat.service import save_question, stream_answer
+from utils.chat.settings import default_chat_model, default_params, require_chat_model
 from utils.chat.store import ChatStore
 from utils.errors import BadInput
 from utils.ocr.pipeline import document_limits
@@ -21,13 +27,11 @@ from utils.ocr.pipeline import document_limits
 
 def run_chat_command(args: argparse.Namespace, config: AppConfig) -> int:
     store = ChatStore(config.data_dir / "chats", document_limits(config))
-    params = GenerationParams(
-        max_new_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p
-    )
-    conversation = _conversation(store, args, params, config)
-    images = [store.add_image(_read(path), Path(path).name) for path in args.image]
-    conversation.messages.append(new_user_message(args.question, images))
-    store.save(conversation)
+    conversation = _conversation(store, args, config)
+    require_chat_model(conversation.model_id, config)
+    params = _with_overrides(conversation.params, args)
+    images = [store.images.add(_read(path), Path(path).name) for path in args.image]
+    save_question(store, conversation, args.question, images)
     backend = create_chat_backend(conversation.model_id or "", config)
     for chunk in stream_answer(store, conversation, backend, params):
         print(chunk, end="", flush=True)
@@ -42,16 +46,30 @@ def run_chat_command(args: argparse.Namespace, config: AppConfig) -> int:
     return 0
 
 
-def _conversation(store: ChatStore, args: argparse.Namespace, params, config: AppConfig):
+def _conversation(store: ChatStore, args: argparse.Namespace, config: AppConfig) -> Conversation:
     if args.conversation:
         conversation = store.load(args.conversation)
         if conversation is None:
             raise BadInput(f"no saved conversation '{args.conversation}'")
         return conversation
-    model = args.model or next((k for k, m in config.models.items() if m.task != "ocr"), None)
-    if model is None or model not in config.models:
-        raise BadInput(f"no chat model '{model}' in the profile")
+    model = args.model or default_chat_model(config)
+    params = _with_overrides(default_params(model, config), args)
     return store.new(model, params, args.system)
+
+
+def _with_overrides(params: GenerationParams, args: argparse.Namespace) -> GenerationParams:
+    """``params`` with the sampling options given on the command line (None: not given)."""
+    given = {
+        "max_new_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+    }
+    merged = {**params.model_dump(), **{k: v for k, v in given.items() if v is not None}}
+    try:
+        return GenerationParams.model_validate(merged)
+    except ValidationError as exc:
+        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        raise BadInput(f"bad sampling option ({problems})") from None
 
 
 def _read(path: str) -> bytes:

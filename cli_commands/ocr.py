@@ -12,10 +12,16 @@ import sys
 from pathlib import Path
 
 from models.config import AppConfig
-from utils.documents.loader import sanitize_filename
-from utils.errors import AppError
-from utils.ocr.pipeline import DocumentResult, OcrSettings, check_settings, ocr_file
-from utils.services import open_cache
+from utils.cache import open_cache
+from utils.documents.uploads import read_upload_file, sanitize_filename
+from utils.errors import AppError, BadInput
+from utils.ocr.pipeline import (
+    DocumentResult,
+    OcrSettings,
+    check_settings,
+    document_limits,
+    ocr_file,
+)
 
 
 def run_ocr_command(args: argparse.Namespace, config: AppConfig) -> int:
@@ -28,7 +34,7 @@ def run_ocr_command(args: argparse.Namespace, config: AppConfig) -> int:
         vlm_preset=args.preset or ("markdown" if args.format == "markdown" else "text"),
     )
     check_settings(settings, config)
-    cache = None if args.no_cache else open_cache(config)
+    cache = None if args.no_cache else open_cache(config.cache_dir, config.cache)
     failed = 0
     for name in args.files:
         result = _ocr_path(Path(name), settings, config, cache)
@@ -40,20 +46,20 @@ def run_ocr_command(args: argparse.Namespace, config: AppConfig) -> int:
 
 
 def _ocr_path(path: Path, settings: OcrSettings, config: AppConfig, cache) -> DocumentResult:
+    name = sanitize_filename(path.name)
     try:
-        data = path.read_bytes()
+        # Refused by size before it is read: a 3 GB file or /dev/zero never fills memory.
+        data = read_upload_file(path, document_limits(config))
     except OSError as exc:
         return DocumentResult(
-            file=sanitize_filename(path.name),
-            engine=settings.engine,
-            error=f"cannot read {sanitize_filename(path.name)}: {exc.strerror}",
+            file=name, engine=settings.engine, error=f"cannot read {name}: {exc.strerror}"
         )
+    except BadInput as exc:  # empty, or over max_file_mb
+        return DocumentResult(file=name, engine=settings.engine, error=str(exc))
     try:
         return ocr_file(data, path.name, settings, config, cache)
     except AppError as exc:
-        return DocumentResult(
-            file=sanitize_filename(path.name), engine=settings.engine, error=str(exc)
-        )
+        return DocumentResult(file=name, engine=settings.engine, error=str(exc))
 
 
 def _render(result: DocumentResult, fmt: str) -> str:
@@ -61,7 +67,8 @@ def _render(result: DocumentResult, fmt: str) -> str:
         return json.dumps(cli_json(result), ensure_ascii=False)
     if result.error:
         print(f"error: {result.file}: {result.error}", file=sys.stderr)
-        return ""
+        if not result.pages:  # a file stopped by its time budget keeps the pages read
+            return ""
     body = result.markdown if fmt == "markdown" else result.text
     header = f"==> {result.file} <=="
     fields = [f"{k}: {v.value}" for k, v in result.fields.items() if v.value is not None]

@@ -126,6 +126,13 @@ class OcrDefaults(Strict):
     output_format: Literal["text", "markdown", "json"] = "text"
     auto_rotate: bool = False
     deskew: bool = False
+    # Checked between pages and files (a page in progress finishes); null = no limit.
+    file_time_budget_s: float | None = Field(
+        600, gt=0, description="most seconds one file may take; the pages read are kept"
+    )
+    batch_time_budget_s: float | None = Field(
+        1800, gt=0, description="most seconds one batch of files on the OCR page may take"
+    )
     rapidocr: RapidOcrOptions = RapidOcrOptions()
     tesseract: TesseractOptions = TesseractOptions()
 
@@ -137,7 +144,12 @@ class BenchmarkDefaults(Strict):
 
 
 class CacheSettings(Strict):
-    max_mb: float = Field(512, ge=0)
+    max_mb: float = Field(
+        512,
+        gt=0,
+        description="size cap of the result cache in MB; must be above 0 "
+        "(to skip the cache for one CLI run, use `cli.py ocr --no-cache`)",
+    )
     ttl_hours: float | None = Field(None, gt=0)
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from models.chat.types import ChatBackend
 from models.config import AppConfig, ModelEntry
@@ -17,9 +19,10 @@ from models.ocr.base import OcrEngine
 from utils.errors import ModelUnavailable
 
 
-@dataclass(frozen=True)
-class ModelStatus:
-    """Whether a model or engine can run here, and what to do if it cannot."""
+class Availability(BaseModel):
+    """Whether a model or engine can run here: what was found, or what to do if it cannot."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     model_id: str
     display_name: str
@@ -68,7 +71,7 @@ def create_chat_backend(model_id: str, config: AppConfig) -> ChatBackend:
     """The shared backend for a chat-capable catalog id (loads an in-process model)."""
     entry = _entry(model_id, config)
     if entry.backend == "transformers":
-        from models.chat.hf_backend import load_backend
+        from models.chat.hf_loading import load_backend
 
         return load_backend(model_id, entry, config.runtime)
     if entry.backend == "openai":
@@ -93,27 +96,37 @@ def _openai_backend(model_id: str, entry: ModelEntry, config: AppConfig) -> Chat
         return _OPENAI_BACKENDS[key]
 
 
-def model_status(model_id: str, config: AppConfig) -> ModelStatus:
-    """Availability without loading anything heavy: engine installed, weights in the
-    local cache, or server reachable. Servers are probed, so callers cache this."""
+def availability(model_id: str, config: AppConfig) -> Availability:
+    """Whether one catalog entry can run here, without loading anything heavy: engine
+    installed, weights in the local cache, or server reachable. Servers are probed,
+    so callers cache this."""
     entry = _entry(model_id, config)
     available, detail = _probe(entry, config)
-    return ModelStatus(model_id, entry.display_name, available, detail)
+    return Availability(
+        model_id=model_id, display_name=entry.display_name, available=available, detail=detail
+    )
+
+
+def availabilities(config: AppConfig, task: Literal["ocr", "chat"]) -> dict[str, Availability]:
+    """``availability`` of every entry the task can use, in picker order (catalog id ->
+    verdict): what the OCR, Chat and Benchmarks pages offer and explain."""
+    model_ids = ocr_model_ids(config) if task == "ocr" else chat_model_ids(config)
+    return {model_id: availability(model_id, config) for model_id in model_ids}
 
 
 def _probe(entry: ModelEntry, config: AppConfig) -> tuple[bool, str]:
     if entry.backend == "rapidocr":
-        return _rapidocr_status()
+        return _rapidocr_available()
     if entry.backend == "tesseract":
         from models.ocr.tesseract import tesseract_status
 
         return tesseract_status(config.ocr.tesseract.tesseract_cmd)
     if entry.backend == "transformers":
-        return _local_weights_status(entry)
-    return _endpoint_status(entry, config)
+        return _local_weights_available(entry)
+    return _endpoint_available(entry, config)
 
 
-def _local_weights_status(entry: ModelEntry) -> tuple[bool, str]:
+def _local_weights_available(entry: ModelEntry) -> tuple[bool, str]:
     from models.runtime.hub import resolve_model_path
 
     try:
@@ -123,8 +136,8 @@ def _local_weights_status(entry: ModelEntry) -> tuple[bool, str]:
     return True, f"weights at {path}"
 
 
-def _endpoint_status(entry: ModelEntry, config: AppConfig) -> tuple[bool, str]:
-    from models.chat.openai_backend import probe_endpoint
+def _endpoint_available(entry: ModelEntry, config: AppConfig) -> tuple[bool, str]:
+    from models.chat.openai_client import probe_endpoint
 
     endpoint = config.endpoints[entry.endpoint or ""]
     status = probe_endpoint(endpoint)
@@ -139,7 +152,7 @@ def _endpoint_status(entry: ModelEntry, config: AppConfig) -> tuple[bool, str]:
     return True, f"{endpoint.base_url} answered in {status.latency_ms:.0f} ms"
 
 
-def _rapidocr_status() -> tuple[bool, str]:
+def _rapidocr_available() -> tuple[bool, str]:
     """Package and bundled weights present, found without importing rapidocr (slow)."""
     from models.options import CLS_MODEL_FILE, DET_MODEL_FILE, REC_MODEL_FILE
 

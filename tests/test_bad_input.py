@@ -20,6 +20,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,16 +32,21 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from models.config import REPO_ROOT, load_config
+from models.ocr.base import OcrResult
 from testkit.fake_openai_server import FakeOpenAIServer
 from testkit.profiles import fake_server_model_yaml, write_test_profile
 from testkit.render import encode, render_lines
 from tests.test_documents import build_pdf, encrypted_pdf, png_claiming_size
 from utils.bench.datasets import load_dataset
-from utils.bench.runner import BenchRequest, run_benchmark
+from utils.bench.plan import BenchRequest
+from utils.bench.runner import run_benchmark
 from utils.bench.store import read_items
+from utils.cache import DiskCache
 from utils.chat.store import ChatStore
-from utils.documents.loader import DocumentLimits, sanitize_filename
+from utils.documents.limits import DocumentLimits
+from utils.documents.uploads import sanitize_filename
 from utils.errors import BadInput
+from utils.ocr import pipeline as ocr_pipeline
 from utils.ocr.pipeline import OcrSettings, ocr_file
 
 APP = str(REPO_ROOT / "app.py")
@@ -153,9 +159,9 @@ GOOD = Case("good_after", "after.png", png_with("909"), marker="909")
 _NO_NUL_ON_DISK = "a file name on disk cannot hold a NUL byte"
 _NO_LONG_NAMES = "Linux file names stop at 255 bytes (tested as a path that cannot be read)"
 NOT_APPLICABLE = {
-    # Streamlit refuses a NUL in an upload's name before the page script runs
-    # (test_ocr_page_survives_a_nul_in_a_file_name); AppTest cannot even stage one.
-    "ocr_page": {"name_nul": "refused by Streamlit itself"},
+    # The OCR page's uploader names no types, so Streamlit passes a NUL in a name on to
+    # the page, which reads the file under its sanitised name.
+    "ocr_page": {},
     "chat": {"name_nul": "refused by Streamlit itself"},
     "cli": {"name_nul": "argv cannot hold a NUL byte"},
     "dataset": {
@@ -308,7 +314,7 @@ def test_ocr_page_writes_only_data_folders_and_keeps_serving(ocr_page) -> None:
     assert written == {}
     uploads = profile.parent / "results" / "uploads"
     # Uploads are kept by content hash only: no user-chosen name reached the disk.
-    assert all(len(path.name) == 64 for path in uploads.iterdir() if path.suffix != ".lock")
+    assert all(len(path.name) == 64 for path in uploads.iterdir() if path.is_file())
 
 
 def test_ocr_page_survives_a_nul_in_a_file_name(module_profile: Path) -> None:
@@ -317,10 +323,10 @@ def test_ocr_page_survives_a_nul_in_a_file_name(module_profile: Path) -> None:
     at.run()
     at.switch_page("app_pages/ocr.py").run()
     at.file_uploader[0].set_value([(case.filename, case.data, "image/png")]).run()
-    # Streamlit refuses the name while reading the widget, before the page runs.
-    assert [str(e.value) for e in at.exception] == ["Filename cannot contain null bytes."]
-    at.run()  # the next run of the same session serves the page again
-    assert not at.exception
+    # No Streamlit traceback: the page reads the file under its sanitised name.
+    assert not at.exception, [str(e.value) for e in at.exception]
+    outcomes = upload_and_run(at, [case])
+    check_outcome(case, outcomes.get(case.shown_name))
     outcomes = upload_and_run(at, [GOOD])
     check_outcome(GOOD, outcomes.get(GOOD.shown_name))
 
@@ -572,12 +578,12 @@ def fuzz_store(tmp_path_factory: pytest.TempPathFactory) -> ChatStore:
 @given(st.sampled_from(MAGICS), st.binary(max_size=512), st.text(max_size=300))
 def test_chat_add_image_only_raises_bad_input(fuzz_store: ChatStore, magic, tail, name) -> None:
     try:
-        stored = fuzz_store.add_image(magic + tail, name)
+        stored = fuzz_store.images.add(magic + tail, name)
     except BadInput as error:
         assert sanitize_filename(name) in str(error)
         return
     assert stored.name == sanitize_filename(name)
-    assert (fuzz_store.images_dir / stored.file_name).is_file()
+    assert (fuzz_store.images.folder / stored.file_name).is_file()
 
 
 @pytest.fixture(scope="module")
@@ -597,3 +603,118 @@ def test_ocr_file_returns_errors_instead_of_raising(fuzz_config, magic, tail, na
         assert sanitize_filename(name) in result.error
     else:
         assert result.pages and all(p.status in ("ok", "blank", "error") for p in result.pages)
+
+
+# --- OCR input that costs memory or time (issue 14) --------------------------------------
+
+
+# `cli.py ocr` that reports its peak RSS last on stderr. Read from /proc in the process
+# itself: a child's rusage also counts the parent's memory it shared before exec.
+CLI_OCR_WITH_PEAK = """
+import runpy, sys
+sys.argv = ["cli.py", "ocr", "--format", "json", *sys.argv[1:]]
+try:
+    runpy.run_path("cli.py", run_name="__main__")
+finally:
+    with open("/proc/self/status") as status:
+        peak_kb = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    print("peak_kb", peak_kb, file=sys.stderr)
+"""
+
+
+def run_cli_ocr_measuring_memory(profile: Path, paths: list[str]) -> tuple[list, int]:
+    """`cli.py ocr --format json PATHS`: its results and its peak RSS in MB."""
+    env = {"PATH": "/usr/bin:/bin", "CHATVLM_CONFIG": str(profile), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", CLI_OCR_WITH_PEAK, *paths],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    peak_kb = int(proc.stderr.split("peak_kb")[-1])
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()], peak_kb // 1024
+
+
+def test_cli_ocr_checks_the_size_before_reading_a_file(tmp_path: Path) -> None:
+    profile = write_test_profile(tmp_path)
+    limit = load_config(profile).config.app.upload.max_file_mb
+    huge = tmp_path / "huge.png"
+    with huge.open("wb") as handle:
+        handle.truncate(3 * 1024**3)  # sparse: 3 GB that take no disk space
+    results, peak_mb = run_cli_ocr_measuring_memory(profile, [str(huge), "/dev/zero"])
+    errors = {result["file"]: result["error"] for result in results}
+    assert f"huge.png is 3072.0 MB, over the limit of {limit:g} MB" in errors["huge.png"]
+    assert f"zero is over the limit of {limit:g} MB" in errors["zero"]
+    # Before the fix: 6.3 GB for the sparse file, a MemoryError for /dev/zero.
+    assert peak_mb < 400, peak_mb
+
+
+@pytest.mark.parametrize("magic", [b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"II*\x00"])
+def test_ocr_unreadable_image_error_names_the_file_not_a_buffer(fuzz_config, magic) -> None:
+    name = "../scans/\u202ebad\x00scan.png"
+    result = ocr_file(
+        magic + b" no picture here", name, OcrSettings(engine="rapidocr"), fuzz_config
+    )
+    assert result.error and result.error.startswith(sanitize_filename(name))
+    assert "BytesIO" not in result.error and " at 0x" not in result.error
+
+
+class SlowBlankEngine:
+    """An engine that finds nothing on a page, taking ``seconds`` to do so."""
+
+    name = "slow_blank"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def ocr(self, image: Image.Image) -> OcrResult:
+        time.sleep(self.seconds)
+        return OcrResult(engine=self.name, width=image.width, height=image.height)
+
+
+def test_ocr_of_a_long_blank_pdf_stops_at_its_time_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_config(write_test_profile(tmp_path, "ocr:\n  file_time_budget_s: 0.5\n")).config
+    monkeypatch.setattr(ocr_pipeline, "create_ocr_engine", lambda *_, **__: SlowBlankEngine(0.2))
+    cache = DiskCache(config.cache_dir, max_mb=16)
+    data, settings = pdf_with_empty_pages(20), OcrSettings(engine="rapidocr")
+
+    result = ocr_file(data, "blank.pdf", settings, config, cache)
+
+    stop = re.fullmatch(
+        r"blank\.pdf stopped after \d+ s at page (\d+) of 20: over the time budget of 0\.5 s "
+        r"\(ocr\.file_time_budget_s in the profile\); the (\d+ pages|page) read before it "
+        r"(are|is) kept\.",
+        result.error or "",
+    )
+    assert stop, result.error
+    assert 1 <= len(result.pages) < 20 and int(stop.group(1)) == len(result.pages) + 1
+    assert all(page.status == "blank" for page in result.pages)  # the pages read are kept
+    assert not ocr_file(data, "blank.pdf", settings, config, cache).from_cache  # partial
+
+
+def test_ocr_page_stops_a_batch_at_its_time_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profile = write_test_profile(tmp_path, "ocr:\n  batch_time_budget_s: 0.3\n")
+    monkeypatch.setenv("CHATVLM_CONFIG", str(profile))
+    # The page script runs in this process, so it reads pages with this engine.
+    monkeypatch.setattr(ocr_pipeline, "create_ocr_engine", lambda *_, **__: SlowBlankEngine(0.5))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("app_pages/ocr.py").run()
+    files = [Case("one", "one.png", png_with("1")), Case("two", "two.png", png_with("2"))]
+    outcomes = upload_and_run(at, files)
+
+    assert "one.png" in outcomes and "two.png" not in outcomes  # two.png never started
+    warnings = [warning.value for warning in at.warning]
+    assert any("The batch stopped after" in w and "at file 2 of 2" in w for w in warnings)
+    assert any("ocr.batch_time_budget_s" in w for w in warnings)
+    (saved,) = (tmp_path / "results" / "ocr").glob("*.json")
+    assert [doc["file"] for doc in json.loads(saved.read_text(encoding="utf-8"))["documents"]] == [
+        "one.png"
+    ]

@@ -1,7 +1,7 @@
 """The benchmark runner: records, summaries, resume, cancel, rescore, compare, run storage.
 
-Most tests drive a fake engine registered with ``register_bench_engine`` over a
-four-item pairs set drawn here, so every metric below is checked by hand.
+Most tests hand ``run_benchmark`` a factory of fake engines (``engine_factory``) over
+a four-item pairs set drawn here, so every metric below is checked by hand.
 """
 
 from __future__ import annotations
@@ -9,29 +9,24 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from models.config import REPO_ROOT, LoadedConfig, load_config
+from models.config import REPO_ROOT, AppConfig, LoadedConfig, load_config
 from testkit.render import RECEIPT_LINES, encode, render_lines
 from utils.bench import store
+from utils.bench.compare import compare_runs
 from utils.bench.datasets import LabelledItem
+from utils.bench.engines import BenchEngine, Prediction, create_bench_engine
 from utils.bench.metrics import METRICS, Metric, bootstrap_ci
-from utils.bench.runner import (
-    BenchRequest,
-    Prediction,
-    build_summary,
-    compare_runs,
-    open_run,
-    rebuild_summary,
-    register_bench_engine,
-    rescore,
-    run_benchmark,
-    unregister_bench_engine,
-)
+from utils.bench.plan import BenchRequest
+from utils.bench.records import Summary
+from utils.bench.runner import run_benchmark
+from utils.bench.runs import open_run, rebuild_summary, rescore
+from utils.bench.scoring import build_summary
 from utils.errors import BadInput, ModelUnavailable
 
 TRUTH = {
@@ -114,18 +109,24 @@ class FakeEngine:
         )
 
 
-@pytest.fixture
-def register() -> Iterator[Callable[[FakeEngine], FakeEngine]]:
-    names: list[str] = []
+class FakeEngines:
+    """The ``engine_factory`` the tests pass: fakes by name, any other name from the catalog."""
 
-    def add(engine: FakeEngine) -> FakeEngine:
-        register_bench_engine(engine.name, lambda config: engine)
-        names.append(engine.name)
+    def __init__(self) -> None:
+        self.by_name: dict[str, FakeEngine] = {}
+
+    def add(self, engine: FakeEngine) -> FakeEngine:
+        self.by_name[engine.name] = engine
         return engine
 
-    yield add
-    for name in names:
-        unregister_bench_engine(name)
+    def __call__(self, name: str, config: AppConfig) -> BenchEngine:
+        engine = self.by_name.get(name)
+        return engine if engine is not None else create_bench_engine(name, config)
+
+
+@pytest.fixture
+def fakes() -> FakeEngines:
+    return FakeEngines()
 
 
 def request(pairs_set: Path, **options) -> BenchRequest:
@@ -137,7 +138,7 @@ def request(pairs_set: Path, **options) -> BenchRequest:
     )
 
 
-def comparable(summary: store.Summary) -> list[dict]:
+def comparable(summary: Summary) -> list[dict]:
     """A summary's per-engine results without the process's memory high-water marks."""
     return [e.model_dump(exclude={"peak_rss_bytes", "peak_vram_bytes"}) for e in summary.engines]
 
@@ -146,10 +147,10 @@ def comparable(summary: store.Summary) -> list[dict]:
 
 
 def test_run_scores_every_item_as_computed_by_hand(
-    loaded: LoadedConfig, pairs_set: Path, register
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines
 ) -> None:
-    register(FakeEngine())
-    outcome = run_benchmark(loaded, request(pairs_set))
+    fakes.add(FakeEngine())
+    outcome = run_benchmark(loaded, request(pairs_set), engine_factory=fakes)
     data_dir = loaded.config.data_dir
     records = {r.item_id: r for r in store.read_items(data_dir, outcome.run_id).records}
     assert outcome.status == "complete" and outcome.recorded_now == 4
@@ -178,10 +179,10 @@ def test_run_scores_every_item_as_computed_by_hand(
 
 
 def test_confidence_intervals_are_seeded_bootstrap_over_sorted_items(
-    loaded: LoadedConfig, pairs_set: Path, register
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines
 ) -> None:
-    register(FakeEngine())
-    outcome = run_benchmark(loaded, request(pairs_set))
+    fakes.add(FakeEngine())
+    outcome = run_benchmark(loaded, request(pairs_set), engine_factory=fakes)
     cer = outcome.summary.engines[0].metrics["cer"]
     values = [EXPECTED_CER[k] for k in sorted(EXPECTED_CER)]
     assert (cer.ci_low, cer.ci_high) == pytest.approx(bootstrap_ci(values, 1000, 0.95, seed=0))
@@ -192,16 +193,16 @@ def test_confidence_intervals_are_seeded_bootstrap_over_sorted_items(
 
 
 def test_summary_does_not_depend_on_record_order(
-    loaded: LoadedConfig, pairs_set: Path, register
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines
 ) -> None:
-    register(FakeEngine())
-    run_id = run_benchmark(loaded, request(pairs_set)).run_id
+    fakes.add(FakeEngine())
+    run_id = run_benchmark(loaded, request(pairs_set), engine_factory=fakes).run_id
     detail = open_run(loaded.config.data_dir, run_id)
     assert build_summary(detail.manifest, reversed(detail.items)) == detail.summary
 
 
 def test_manifest_first_then_one_appended_record_per_item(
-    loaded: LoadedConfig, pairs_set: Path, register
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines
 ) -> None:
     seen: list[tuple[bool, int]] = []
     data_dir = loaded.config.data_dir
@@ -212,8 +213,8 @@ def test_manifest_first_then_one_appended_record_per_item(
         lines = items.read_text().count("\n") if items.exists() else 0
         seen.append(((store.run_dir(data_dir, run_id) / "manifest.json").is_file(), lines))
 
-    register(FakeEngine(before=observe))
-    run_benchmark(loaded, request(pairs_set, run_id=run_id))
+    fakes.add(FakeEngine(before=observe))
+    run_benchmark(loaded, request(pairs_set, run_id=run_id), engine_factory=fakes)
     assert seen == [(True, 0), (True, 1), (True, 2), (True, 3)]
     manifest = store.read_manifest(data_dir, run_id)
     assert manifest.dataset.items == 4 and manifest.items_planned == 4
@@ -224,11 +225,16 @@ def test_manifest_first_then_one_appended_record_per_item(
     assert manifest.hardware.cpu_count
 
 
-def test_limit_and_progress_reports(loaded: LoadedConfig, pairs_set: Path, register) -> None:
-    register(FakeEngine())
+def test_limit_and_progress_reports(
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines
+) -> None:
+    fakes.add(FakeEngine())
     reports: list[tuple] = []
     outcome = run_benchmark(
-        loaded, request(pairs_set, limit=3), progress=lambda *args: reports.append(args)
+        loaded,
+        request(pairs_set, limit=3),
+        progress=lambda *args: reports.append(args),
+        engine_factory=fakes,
     )
     assert outcome.summary.items_total == 3 and outcome.summary.complete
     assert [r[:3] for r in reports] == [(0, 3, 0), (1, 3, 0), (2, 3, 0), (3, 3, 0)]
@@ -239,14 +245,14 @@ def test_limit_and_progress_reports(loaded: LoadedConfig, pairs_set: Path, regis
 
 
 def test_item_errors_are_recorded_scored_empty_and_the_run_goes_on(
-    loaded: LoadedConfig, pairs_set: Path, register
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines
 ) -> None:
     def fail_on_b(item: LabelledItem, number: int) -> None:
         if item.item_id == "b":
             raise RuntimeError("engine fell over")
 
-    register(FakeEngine(before=fail_on_b))
-    outcome = run_benchmark(loaded, request(pairs_set))
+    fakes.add(FakeEngine(before=fail_on_b))
+    outcome = run_benchmark(loaded, request(pairs_set), engine_factory=fakes)
     records = {
         r.item_id: r for r in store.read_items(loaded.config.data_dir, outcome.run_id).records
     }
@@ -258,12 +264,12 @@ def test_item_errors_are_recorded_scored_empty_and_the_run_goes_on(
 
 
 def test_malformed_item_is_skipped_with_its_problem(
-    loaded: LoadedConfig, tmp_path: Path, register
+    loaded: LoadedConfig, tmp_path: Path, fakes: FakeEngines
 ) -> None:
     folder = write_pairs_set(tmp_path / "set", {"a": TRUTH["a"], "b": TRUTH["b"]})
     (folder / "b.png").write_bytes(b"this is not a png")
-    engine = register(FakeEngine())
-    outcome = run_benchmark(loaded, request(folder))
+    engine = fakes.add(FakeEngine())
+    outcome = run_benchmark(loaded, request(folder), engine_factory=fakes)
     records = {
         r.item_id: r for r in store.read_items(loaded.config.data_dir, outcome.run_id).records
     }
@@ -275,14 +281,16 @@ def test_malformed_item_is_skipped_with_its_problem(
 
 
 def test_an_unavailable_engine_fails_the_run(
-    loaded: LoadedConfig, pairs_set: Path, register
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines
 ) -> None:
     def unavailable(item: LabelledItem, number: int) -> None:
         raise ModelUnavailable("server down", hint="start it")
 
-    register(FakeEngine(before=unavailable))
+    fakes.add(FakeEngine(before=unavailable))
     with pytest.raises(ModelUnavailable):
-        run_benchmark(loaded, request(pairs_set, run_id="20250101T000000Z-0000f1"))
+        run_benchmark(
+            loaded, request(pairs_set, run_id="20250101T000000Z-0000f1"), engine_factory=fakes
+        )
     state = store.read_state(loaded.config.data_dir, "20250101T000000Z-0000f1")
     assert state.status == "failed" and "server down" in (state.message or "")
 
@@ -298,14 +306,14 @@ def test_unknown_engine_and_template_are_refused_before_anything_is_written(
         run_benchmark(
             loaded, BenchRequest(dataset=str(pairs_set), engines=["rapidocr"], template="x")
         )
-    assert store.list_runs(loaded.config.data_dir) == []
+    assert store.list_bench_runs(loaded.config.data_dir) == []
 
 
 # --------------------------------------------------------------------------- resume
 
 
 def test_resume_after_a_crash_records_each_item_once(
-    loaded: LoadedConfig, pairs_set: Path, register, tmp_path: Path
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines, tmp_path: Path
 ) -> None:
     run_id = "20250101T000000Z-c0ffee"
 
@@ -313,46 +321,48 @@ def test_resume_after_a_crash_records_each_item_once(
         if number == 3:
             raise SystemExit("killed")
 
-    register(FakeEngine(name="fake", before=crash_on_third))
+    fakes.add(FakeEngine(name="fake", before=crash_on_third))
     with pytest.raises(SystemExit):
-        run_benchmark(loaded, request(pairs_set, run_id=run_id))
+        run_benchmark(loaded, request(pairs_set, run_id=run_id), engine_factory=fakes)
     data_dir = loaded.config.data_dir
     assert len(store.read_items(data_dir, run_id).records) == 2
     assert store.read_state(data_dir, run_id).status == "interrupted"
-    resumed_engine = register(FakeEngine(name="fake"))
-    outcome = run_benchmark(loaded, BenchRequest(run_id=run_id))
+    resumed_engine = fakes.add(FakeEngine(name="fake"))
+    outcome = run_benchmark(loaded, BenchRequest(run_id=run_id), engine_factory=fakes)
     assert (outcome.recorded_before, outcome.recorded_now) == (2, 2)
     assert sorted(resumed_engine.calls) == ["c", "d"]
     keys = [(r.engine, r.item_id) for r in store.read_items(data_dir, run_id).records]
     assert sorted(keys) == [("fake", i) for i in "abcd"]
-    clean = run_benchmark(loaded, request(pairs_set))
+    clean = run_benchmark(loaded, request(pairs_set), engine_factory=fakes)
     assert comparable(outcome.summary) == comparable(clean.summary)
     assert store.read_state(data_dir, run_id).status == "complete"
 
 
 def test_cancel_stops_after_the_item_in_flight_and_resumes(
-    loaded: LoadedConfig, pairs_set: Path, register
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines
 ) -> None:
     cancel = threading.Event()
-    register(FakeEngine(before=lambda item, n: cancel.set() if n == 2 else None))
-    outcome = run_benchmark(loaded, request(pairs_set), cancel=cancel)
+    fakes.add(FakeEngine(before=lambda item, n: cancel.set() if n == 2 else None))
+    outcome = run_benchmark(loaded, request(pairs_set), cancel=cancel, engine_factory=fakes)
     data_dir = loaded.config.data_dir
     assert outcome.status == "cancelled" and outcome.summary.items_recorded == 2
     assert not outcome.summary.complete
     assert store.read_state(data_dir, outcome.run_id).status == "cancelled"
-    assert [r.status for r in store.list_runs(data_dir)] == ["cancelled"]
-    again = run_benchmark(loaded, BenchRequest(run_id=outcome.run_id))
+    assert [r.status for r in store.list_bench_runs(data_dir)] == ["cancelled"]
+    again = run_benchmark(loaded, BenchRequest(run_id=outcome.run_id), engine_factory=fakes)
     assert again.status == "complete" and again.recorded_now == 2 and again.summary.complete
 
 
-def test_a_torn_last_record_is_redone(loaded: LoadedConfig, pairs_set: Path, register) -> None:
-    register(FakeEngine())
-    first = run_benchmark(loaded, request(pairs_set))
+def test_a_torn_last_record_is_redone(
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines
+) -> None:
+    fakes.add(FakeEngine())
+    first = run_benchmark(loaded, request(pairs_set), engine_factory=fakes)
     path = store.items_path(loaded.config.data_dir, first.run_id)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 25])  # the last record loses its end and newline
-    engine = register(FakeEngine())
-    again = run_benchmark(loaded, BenchRequest(run_id=first.run_id))
+    engine = fakes.add(FakeEngine())
+    again = run_benchmark(loaded, BenchRequest(run_id=first.run_id), engine_factory=fakes)
     assert engine.calls == ["d"]
     read = store.read_items(loaded.config.data_dir, first.run_id)
     assert read.bad_lines == 0 and len(read.records) == 4
@@ -360,51 +370,59 @@ def test_a_torn_last_record_is_redone(loaded: LoadedConfig, pairs_set: Path, reg
 
 
 def test_resume_refuses_a_different_request_or_a_changed_dataset(
-    loaded: LoadedConfig, tmp_path: Path, register
+    loaded: LoadedConfig, tmp_path: Path, fakes: FakeEngines
 ) -> None:
     folder = write_pairs_set(tmp_path / "set", {"a": TRUTH["a"]})
-    register(FakeEngine())
-    run_id = run_benchmark(loaded, request(folder)).run_id
+    fakes.add(FakeEngine())
+    run_id = run_benchmark(loaded, request(folder), engine_factory=fakes).run_id
     with pytest.raises(BadInput, match="engines"):
-        run_benchmark(loaded, BenchRequest(run_id=run_id, engines=["rapidocr"]))
+        run_benchmark(
+            loaded, BenchRequest(run_id=run_id, engines=["rapidocr"]), engine_factory=fakes
+        )
     with pytest.raises(BadInput, match="limit"):
-        run_benchmark(loaded, BenchRequest(run_id=run_id, limit=1))
+        run_benchmark(loaded, BenchRequest(run_id=run_id, limit=1), engine_factory=fakes)
     (folder / "a.txt").write_text("HELLO THERE", encoding="utf-8")
     with pytest.raises(BadInput, match="changed"):
-        run_benchmark(loaded, BenchRequest(run_id=run_id))
+        run_benchmark(loaded, BenchRequest(run_id=run_id), engine_factory=fakes)
 
 
 def test_a_second_runner_of_the_same_run_is_refused(
-    loaded: LoadedConfig, pairs_set: Path, register
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines
 ) -> None:
-    register(FakeEngine())
+    fakes.add(FakeEngine())
     run_id = "20250101T000000Z-abcdef"
     data_dir = loaded.config.data_dir
     with store.hold_run_lock(data_dir, run_id):
         assert store.is_running(data_dir, run_id)
         with pytest.raises(BadInput, match="already running"):
-            run_benchmark(loaded, request(pairs_set, run_id=run_id))
+            run_benchmark(loaded, request(pairs_set, run_id=run_id), engine_factory=fakes)
     assert not store.is_running(data_dir, run_id)
 
 
-def test_runs_list_shows_a_running_run(loaded: LoadedConfig, pairs_set: Path, register) -> None:
+def test_runs_list_shows_a_running_run(
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines
+) -> None:
     data_dir = loaded.config.data_dir
     seen: list[tuple[str, int, int]] = []
 
     def look(item: LabelledItem, number: int) -> None:
-        seen.extend((r.status, r.items_recorded, r.items_total) for r in store.list_runs(data_dir))
+        seen.extend(
+            (r.status, r.items_recorded, r.items_total) for r in store.list_bench_runs(data_dir)
+        )
 
-    register(FakeEngine(before=look))
-    run_benchmark(loaded, request(pairs_set, limit=2))
+    fakes.add(FakeEngine(before=look))
+    run_benchmark(loaded, request(pairs_set, limit=2), engine_factory=fakes)
     assert seen == [("running", 0, 2), ("running", 1, 2)]
-    assert [(r.status, r.items_recorded) for r in store.list_runs(data_dir)] == [("complete", 2)]
+    assert [(r.status, r.items_recorded) for r in store.list_bench_runs(data_dir)] == [
+        ("complete", 2)
+    ]
 
 
 # --------------------------------------------------------------------------- concurrency
 
 
 def test_openai_backend_keeps_concurrency_items_in_flight(
-    loaded: LoadedConfig, pairs_set: Path, register
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines
 ) -> None:
     gate = threading.Barrier(3, timeout=10)  # breaks unless 3 calls are in flight together
     in_flight, peak = [0], [0]
@@ -420,8 +438,8 @@ def test_openai_backend_keeps_concurrency_items_in_flight(
         with lock:
             in_flight[0] -= 1
 
-    engine = register(FakeEngine(backend="openai", concurrency=3, before=overlap))
-    outcome = run_benchmark(loaded, request(pairs_set))
+    engine = fakes.add(FakeEngine(backend="openai", concurrency=3, before=overlap))
+    outcome = run_benchmark(loaded, request(pairs_set), engine_factory=fakes)
     assert peak[0] == 3 and sorted(engine.calls) == ["a", "b", "c", "d"]
     records = store.read_items(loaded.config.data_dir, outcome.run_id)
     assert records.bad_lines == 0 and sorted(r.item_id for r in records.records) == list("abcd")
@@ -433,10 +451,10 @@ def test_openai_backend_keeps_concurrency_items_in_flight(
 
 
 def test_rescore_keeps_good_records_and_fixes_a_corrupted_metric(
-    loaded: LoadedConfig, pairs_set: Path, register
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines
 ) -> None:
-    register(FakeEngine())
-    first = run_benchmark(loaded, request(pairs_set))
+    fakes.add(FakeEngine())
+    first = run_benchmark(loaded, request(pairs_set), engine_factory=fakes)
     data_dir = loaded.config.data_dir
     path = store.items_path(data_dir, first.run_id)
     original = path.read_bytes()
@@ -454,10 +472,10 @@ def test_rescore_keeps_good_records_and_fixes_a_corrupted_metric(
 
 
 def test_rescore_adds_a_newly_registered_metric(
-    loaded: LoadedConfig, pairs_set: Path, register, monkeypatch: pytest.MonkeyPatch
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    register(FakeEngine())
-    run_id = run_benchmark(loaded, request(pairs_set)).run_id
+    fakes.add(FakeEngine())
+    run_id = run_benchmark(loaded, request(pairs_set), engine_factory=fakes).run_id
     length = Metric("length_ratio", lambda p, t: len(p) / len(t), "higher")
     monkeypatch.setitem(METRICS, "length_ratio", length)
     outcome = rescore(loaded.config.data_dir, run_id)
@@ -468,13 +486,15 @@ def test_rescore_adds_a_newly_registered_metric(
 
 
 def test_compare_puts_runs_side_by_side_with_deltas(
-    loaded: LoadedConfig, pairs_set: Path, register
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines
 ) -> None:
-    register(FakeEngine())
-    first = run_benchmark(loaded, request(pairs_set)).run_id
-    perfect = register(FakeEngine(name="perfect"))
+    fakes.add(FakeEngine())
+    first = run_benchmark(loaded, request(pairs_set), engine_factory=fakes).run_id
+    perfect = fakes.add(FakeEngine(name="perfect"))
     perfect.run = lambda item: Prediction(text=item.text, fields=item.fields or {}, seconds=0.1)
-    second = run_benchmark(loaded, request(pairs_set, engines=["perfect"])).run_id
+    second = run_benchmark(
+        loaded, request(pairs_set, engines=["perfect"]), engine_factory=fakes
+    ).run_id
     comparison = compare_runs(loaded.config.data_dir, [first, second])
     assert [(c.run_id, c.engine) for c in comparison.columns] == [
         (first, "fake"),
@@ -494,16 +514,16 @@ def test_compare_puts_runs_side_by_side_with_deltas(
 # --------------------------------------------------------------------------- stored runs
 
 
-def test_rename_and_delete(loaded: LoadedConfig, pairs_set: Path, register) -> None:
-    register(FakeEngine())
+def test_rename_and_delete(loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines) -> None:
+    fakes.add(FakeEngine())
     data_dir = loaded.config.data_dir
-    run_id = run_benchmark(loaded, request(pairs_set)).run_id
+    run_id = run_benchmark(loaded, request(pairs_set), engine_factory=fakes).run_id
     store.rename_run(data_dir, run_id, "  baseline   run ")
-    assert [r.name for r in store.list_runs(data_dir)] == ["baseline run"]
+    assert [r.name for r in store.list_bench_runs(data_dir)] == ["baseline run"]
     with pytest.raises(BadInput):
         store.rename_run(data_dir, run_id, "   ")
     store.delete_run(data_dir, run_id)
-    assert store.list_runs(data_dir) == [] and not store.run_dir(data_dir, run_id).exists()
+    assert store.list_bench_runs(data_dir) == [] and not store.run_dir(data_dir, run_id).exists()
     with pytest.raises(BadInput):
         store.delete_run(data_dir, run_id)
 
@@ -527,11 +547,11 @@ def test_path_like_run_ids_are_refused(loaded: LoadedConfig, bad: str, tmp_path:
 
 
 def test_open_run_rebuilds_a_missing_summary(
-    loaded: LoadedConfig, pairs_set: Path, register
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines
 ) -> None:
-    register(FakeEngine())
+    fakes.add(FakeEngine())
     data_dir = loaded.config.data_dir
-    outcome = run_benchmark(loaded, request(pairs_set))
+    outcome = run_benchmark(loaded, request(pairs_set), engine_factory=fakes)
     (store.run_dir(data_dir, outcome.run_id) / "summary.json").unlink()
     detail = open_run(data_dir, outcome.run_id)
     assert detail.summary == outcome.summary and len(detail.items) == 4

@@ -1,5 +1,6 @@
-"""The Benchmarks page under AppTest: a small run on the built-in sample set with a
-fake engine registered by the test, then the runs table, comparison and drill-down."""
+"""The Benchmarks page under AppTest: a small run on the built-in sample set with an
+engine of the profile served by the fake OpenAI server, then the runs table, comparison
+and drill-down."""
 
 from __future__ import annotations
 
@@ -9,34 +10,33 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from models.config import REPO_ROOT
-from models.ocr.base import OcrLine
-from utils.bench.datasets import LabelledItem
-from utils.bench.runner import Prediction, register_bench_engine, unregister_bench_engine
+from models.config import REPO_ROOT, load_config
+from testkit.fake_openai_server import FakeOpenAIServer, Reply
+from testkit.profiles import write_test_profile
+from testkit.served_engine import served_ocr_yaml
+from utils.bench.datasets import builtin_dataset
+from utils.bench.plan import builtin_root
 
 APP = str(REPO_ROOT / "app.py")
 
 
-class EchoEngine:
-    """Reads the truth back with its last word dropped: known, non-trivial scores."""
-
-    name, backend, concurrency = "echo", "fake", 1
-
-    def run(self, item: LabelledItem) -> Prediction:
-        words = (item.text or "").split()
-        return Prediction(
-            text=" ".join(words[:-1]),
-            fields=dict(item.fields or {}),
-            seconds=0.01,
-            lines=[OcrLine(text="x", box=(10, 10, 60, 30), confidence=1.0)],
-        )
-
-
 @pytest.fixture
-def echo_engine() -> Iterator[None]:
-    register_bench_engine("echo", lambda config: EchoEngine())
-    yield
-    unregister_bench_engine("echo")
+def echo_profile(temp_profile: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The test profile plus engine "echo", a served model that reads each item's truth
+    back with its last word dropped: known, non-trivial scores. Items are read one at a
+    time in dataset order, so the scripted answers line up with the two runs below
+    (the first 3 items, then the first 2)."""
+    with FakeOpenAIServer() as server:
+        profile = write_test_profile(
+            temp_profile.parent,
+            served_ocr_yaml(server.base_url, model_id="echo", concurrency=1),
+            name="echo_profile.yaml",
+        )
+        items = builtin_dataset(builtin_root(load_config(profile).config)).items
+        answers = [(item.text or "").rsplit(maxsplit=1)[0] for item in items[:3] + items[:2]]
+        server.script(*(Reply(chunks=(answer,)) for answer in answers))
+        monkeypatch.setenv("CHATVLM_CONFIG", str(profile))
+        yield profile
 
 
 def _bench_page() -> AppTest:
@@ -55,7 +55,7 @@ def _start_run(at: AppTest, limit: int) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
-def test_run_compare_and_drill_down(temp_profile: Path, echo_engine: None) -> None:
+def test_run_compare_and_drill_down(temp_profile: Path, echo_profile: Path) -> None:
     at = _bench_page()
     assert any("No runs yet" in i.value for i in at.info)
     _start_run(at, limit=3)
@@ -77,6 +77,6 @@ def test_run_compare_and_drill_down(temp_profile: Path, echo_engine: None) -> No
 
     diff = next(t for t in labels if list(t.columns) == ["change", "truth", "prediction"])
     assert "missing" in set(diff["change"])  # the dropped last word
-    assert len(at.get("image")) == 1  # the item's page with its boxes
+    assert len(at.get("image")) == 1  # the item's page (a served VLM draws no boxes on it)
     saved = list((temp_profile.parent / "results" / "benchmarks").glob("*/items.jsonl"))
     assert len(saved) == 2

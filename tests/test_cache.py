@@ -1,7 +1,8 @@
-"""Tests of the signed pickle cache (utils/cache.py)."""
+"""Tests of the signed pickle cache (utils/cache/): format, safety, LRU, TTL, best effort."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing
 import os
@@ -14,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-import utils.cache as cache_module
-from utils.cache import MISS, CacheStats, DiskCache, make_key
+from models.config import CacheSettings
+from utils.cache import MISS, CacheStats, DiskCache, disk_cache, make_key, open_cache
 from utils.errors import BadInput, ConfigError, StorageError
 
 # --------------------------------------------------------------------------- helpers
@@ -45,7 +46,7 @@ class TouchOnUnpickle:
 
 
 class FakeClock:
-    """Stands in for utils.cache._now_ns: every reading is 1 ms later, and it can jump."""
+    """Stands in for disk_cache._now_ns: every reading is 1 ms later, and it can jump."""
 
     def __init__(self) -> None:
         self.now_ns = time.time_ns()
@@ -61,12 +62,12 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
-    monkeypatch.setattr(cache_module, "_now_ns", fake)
+    monkeypatch.setattr(disk_cache, "_now_ns", fake)
     return fake
 
 
-def entry_file(cache: DiskCache, key: str, namespace: str = "default") -> Path:
-    return cache.root / namespace / f"{key}.pkl"
+def entry_file(cache: DiskCache, key: str) -> Path:
+    return cache.root / f"{key}.pkl"
 
 
 def temp_files(root: Path) -> list[Path]:
@@ -110,16 +111,6 @@ def test_cached_none_is_told_apart_from_a_miss(tmp_path: Path) -> None:
     assert cache.get("never-stored", default=MISS) is MISS
     assert cache.get("never-stored") is None
     assert cache.get("never-stored", default="fallback") == "fallback"
-
-
-def test_namespaces_keep_equal_keys_apart(tmp_path: Path) -> None:
-    cache = DiskCache(tmp_path)
-    cache.set("k", "ocr", namespace="ocr")
-    cache.set("k", "chat", namespace="chat")
-
-    assert cache.get("k", namespace="ocr") == "ocr"
-    assert cache.get("k", namespace="chat") == "chat"
-    assert cache.get("k") is None
 
 
 def test_set_overwrites_and_delete_removes(tmp_path: Path) -> None:
@@ -231,7 +222,6 @@ def test_entry_signed_with_another_secret_is_never_unpickled(
     attacker.set(key, TouchOnUnpickle(marker))
     forged = entry_file(attacker, key).read_bytes()
     path = entry_file(cache, key)
-    path.parent.mkdir(parents=True)
     path.write_bytes(forged)
 
     with caplog.at_level(logging.WARNING, logger="utils.cache"):
@@ -294,15 +284,6 @@ def test_entry_renamed_to_another_key_is_rejected(tmp_path: Path) -> None:
     assert cache.get(costly, default=MISS) is MISS
     assert not entry_file(cache, costly).exists()
     assert cache.stats().rejected == 1
-
-
-def test_entry_moved_to_another_namespace_is_rejected(tmp_path: Path) -> None:
-    cache = DiskCache(tmp_path)
-    cache.set("k", "ocr answer", namespace="ocr")
-    (tmp_path / "chat").mkdir()
-    os.replace(entry_file(cache, "k", "ocr"), entry_file(cache, "k", "chat"))
-
-    assert cache.get("k", namespace="chat", default=MISS) is MISS
 
 
 def test_signed_entry_that_fails_to_load_is_a_miss_and_removed(
@@ -484,7 +465,7 @@ def test_clear_removes_entries_and_counters_but_keeps_the_secret(tmp_path: Path)
     cache = DiskCache(tmp_path)
     secret = (tmp_path / ".secret").read_bytes()
     cache.set("a", 1)
-    cache.set("b", 2, namespace="ocr")
+    cache.set("b", 2)
     cache.get("a")
 
     assert cache.clear() == 2
@@ -500,18 +481,20 @@ def test_clear_removes_entries_and_counters_but_keeps_the_secret(tmp_path: Path)
 
 
 def test_failed_write_keeps_the_old_entry_and_leaves_no_temp_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     cache = DiskCache(tmp_path)
     cache.set("k", "old")
 
     def crash_on_replace(*_args: object) -> None:
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(cache_module.os, "replace", crash_on_replace)
-    with pytest.raises(StorageError, match="disk full"):
-        cache.set("k", "new")
+    monkeypatch.setattr(os, "replace", crash_on_replace)
+    with caplog.at_level(logging.WARNING, logger="utils.cache"):
+        assert cache.set("k", "new") is False  # not stored, and no exception: best effort
     monkeypatch.undo()
+
+    assert "No space left" in caplog.text
 
     assert cache.get("k") == "old"
     assert temp_files(tmp_path) == []
@@ -520,29 +503,30 @@ def test_failed_write_keeps_the_old_entry_and_leaves_no_temp_file(
 def test_stale_temp_files_from_crashed_writers_are_cleaned(tmp_path: Path) -> None:
     cache = DiskCache(tmp_path)
     cache.set("k", "v")
-    stale = tmp_path / "default" / ".k.pkl.crashed.tmp"
-    fresh = tmp_path / "default" / ".k.pkl.in-flight.tmp"
-    stale.write_bytes(b"half")
-    fresh.write_bytes(b"half")
+    stale = tmp_path / f".k.pkl.{'a' * 32}.tmp"
+    fresh = tmp_path / f".k.pkl.{'b' * 32}.tmp"
+    not_ours = [tmp_path / f".notes.txt.{'c' * 32}.tmp", tmp_path / ".k.pkl.crashed.tmp"]
     two_hours_ago = time.time() - 7200
-    os.utime(stale, (two_hours_ago, two_hours_ago))
+    for temp in (stale, fresh, *not_ours):
+        temp.write_bytes(b"half")
+        if temp is not fresh:
+            os.utime(temp, (two_hours_ago, two_hours_ago))
 
     cache.set("other", "v")
 
     assert not stale.exists()
     assert fresh.exists()
+    assert all(temp.exists() for temp in not_ours)  # another program's temp files
     assert cache.stats().entries == 2
 
 
 @pytest.mark.parametrize("name", ["../escape", "a/b", "", ".secret", "x" * 129, "a.b"])
-def test_keys_and_namespaces_that_could_escape_the_folder_are_refused(
-    tmp_path: Path, name: str
-) -> None:
+def test_keys_that_could_escape_the_folder_are_refused(tmp_path: Path, name: str) -> None:
     cache = DiskCache(tmp_path)
     with pytest.raises(BadInput):
         cache.set(name, 1)
     with pytest.raises(BadInput):
-        cache.get("k", namespace=name)
+        cache.get(name)
 
 
 def test_unpicklable_value_raises_bad_input(tmp_path: Path) -> None:
@@ -558,6 +542,150 @@ def test_unpicklable_value_raises_bad_input(tmp_path: Path) -> None:
 def test_nonsense_limits_raise_config_error(tmp_path: Path, kwargs: dict) -> None:
     with pytest.raises(ConfigError):
         DiskCache(tmp_path, **kwargs)
+
+
+# --------------------------------------------------------------------------- best effort
+
+
+def refuse_writes_under(monkeypatch: pytest.MonkeyPatch, folder: Path, error: int) -> None:
+    """Make ``folder`` read-only (EACCES, EROFS) or full (ENOSPC) for this process.
+
+    Root ignores chmod, so the refusal is simulated where files are created or opened
+    for writing; reading keeps working.
+    """
+    real_open, real_mkdir = os.open, os.mkdir
+    writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+
+    def open_refusing_writes(path, flags, *args, **kwargs):
+        if Path(path).is_relative_to(folder) and flags & writing:
+            raise OSError(error, os.strerror(error), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    def mkdir_refused(path, *args, **kwargs):
+        if Path(path).is_relative_to(folder):
+            raise OSError(error, os.strerror(error), str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_refusing_writes)
+    monkeypatch.setattr(os, "mkdir", mkdir_refused)
+
+
+def cache_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_stats_file_that_is_not_utf8_is_reset_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = DiskCache(tmp_path)
+    cache.set("k", "v")
+    (tmp_path / "stats.json").write_bytes(b'{"schema_version": 1, "hits": \xff\xfe}')
+
+    with caplog.at_level(logging.WARNING, logger="utils.cache"):
+        reader = DiskCache(tmp_path)  # e.g. `cli.py ocr`, then `cli.py cache stats`
+        assert reader.get("k") == "v"
+        stats = reader.stats()
+
+    assert (stats.entries, stats.hits) == (1, 1)
+    assert "corrupt" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "error", [errno.EACCES, errno.EROFS, errno.ENOSPC], ids=["denied", "read-only-fs", "full"]
+)
+def test_unwritable_cache_keeps_serving_and_warns_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, error: int
+) -> None:
+    DiskCache(tmp_path).set("old", "cached before")
+    before = sorted(path.name for path in tmp_path.iterdir())
+    refuse_writes_under(monkeypatch, tmp_path, error)
+
+    with caplog.at_level(logging.WARNING, logger="utils.cache"):
+        cache = DiskCache(tmp_path)
+        assert cache.get("old") == "cached before"
+        for number in range(3):
+            assert cache.set(f"new{number}", {"result": number}) is False
+            assert cache.get(f"new{number}", default=MISS) is MISS
+        cache.flush_stats()
+        stats = cache.stats()
+
+    assert (stats.entries, stats.hits, stats.misses) == (1, 1, 3)
+    (warning,) = cache_warnings(caplog)  # once, not once per write
+    assert "cannot be written" in warning and os.strerror(error) in warning
+    assert sorted(path.name for path in tmp_path.iterdir()) == before
+    with pytest.raises(StorageError):  # a user's explicit `cache clear` does hear about it
+        cache.clear()
+
+
+def test_cache_folder_that_cannot_be_created_disables_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    refuse_writes_under(monkeypatch, tmp_path, errno.EROFS)
+
+    with caplog.at_level(logging.WARNING, logger="utils.cache"):
+        cache = DiskCache(tmp_path / "cache")
+        assert cache.set("k", "v") is False
+        assert cache.get("k", default=MISS) is MISS
+        stats = cache.stats()
+
+    assert (stats.entries, stats.misses) == (0, 1)
+    assert "disabled" in caplog.text
+    assert not (tmp_path / "cache").exists()
+
+
+def test_secret_that_is_a_directory_disables_the_cache_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / ".secret").mkdir()
+
+    with caplog.at_level(logging.WARNING, logger="utils.cache"):
+        cache = DiskCache(tmp_path)
+        assert cache.set("k", "v") is False
+        assert cache.get("k", default=MISS) is MISS
+
+    assert "disabled" in caplog.text and "not a regular file" in caplog.text
+    assert cache.stats().entries == 0
+
+
+def test_clear_and_eviction_touch_only_the_caches_own_files(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """``cache_dir`` may point at a shared folder: other programs' files there stay."""
+    others = {
+        "notes.pkl": pickle.dumps({"someone": "else"}),  # a pickle with an entry-like name
+        "abc.pkl": b"CVL",  # shorter than the magic
+        "readme.txt": b"hello",
+        "sub/deep.pkl": b"CVLC but in a sub-folder",
+    }
+    for name, data in others.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    old = time.time() - 10 * 365 * 24 * 3600  # oldest of all: first in line for eviction
+    for name in others:
+        os.utime(tmp_path / name, (old, old))
+    cache = DiskCache(tmp_path, max_mb=0.05)
+
+    for index in range(8):
+        cache.set(make_key(index), os.urandom(12_000))
+    stats = cache.stats()
+    assert stats.evictions > 0 and stats.entries == 4  # others neither counted nor evicted
+    assert cache.clear() == 4
+
+    assert {name: (tmp_path / name).read_bytes() for name in others} == others
+    assert sorted(path.name for path in tmp_path.glob("*.pkl")) == ["abc.pkl", "notes.pkl"]
+
+
+def test_open_cache_takes_the_profiles_limits(tmp_path: Path) -> None:
+    cache = open_cache(tmp_path, CacheSettings(max_mb=2, ttl_hours=1.5))
+
+    assert (cache.root, cache.max_bytes, cache.ttl_seconds) == (tmp_path, 2 * 1024 * 1024, 5400)
+    assert open_cache(tmp_path, CacheSettings()).ttl_seconds is None
+
+
+@pytest.mark.parametrize("max_mb", [0, -1])
+def test_profile_refuses_a_cache_cap_of_zero_or_less(max_mb: float) -> None:
+    with pytest.raises(ValidationError, match="greater than 0"):
+        CacheSettings(max_mb=max_mb)
 
 
 # --------------------------------------------------------------------------- concurrency

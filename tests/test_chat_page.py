@@ -1,5 +1,7 @@
 """The Chat page under AppTest with a tiny local model: a turn with an image is
-answered, saved, and a fresh session (a refresh or restart) shows it again."""
+answered, saved, and a fresh session (a refresh or restart) shows it again. Against a
+fake OpenAI server: an edit of a conversation another tab changed is refused, and a
+broken import is an error message, not a traceback."""
 
 from __future__ import annotations
 
@@ -9,8 +11,14 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from models.config import REPO_ROOT
+from models.chat.types import GenerationParams
+from models.config import REPO_ROOT, load_config
+from testkit.fake_openai_server import FakeOpenAIServer
+from testkit.profiles import fake_server_model_yaml, write_test_profile
 from testkit.render import encode, render_lines
+from utils.chat.conversation import StoredMessage
+from utils.chat.store import ChatStore
+from utils.ocr.pipeline import document_limits
 
 APP = str(REPO_ROOT / "app.py")
 pytestmark = pytest.mark.slow
@@ -61,3 +69,58 @@ def test_a_new_chat_takes_the_models_own_token_limit(chat_profile: Path) -> None
     at = _chat_page()
     limit = next(n for n in at.sidebar.number_input if n.label == "Max new tokens")
     assert limit.value == 8  # tiny_qwen's max_new_tokens in the profile, not the generic 512
+
+
+# --------------------------------------------------------------------------- two writers, imports
+
+
+@pytest.fixture
+def fake_server_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The Chat page on a profile whose model is a local fake OpenAI server, showing a
+    stored conversation with one answered question; yields (page, store, id, server)."""
+    with FakeOpenAIServer() as server:
+        profile = write_test_profile(tmp_path, fake_server_model_yaml(server.base_url))
+        monkeypatch.setenv("CHATVLM_CONFIG", str(profile))
+        config = load_config(profile).config
+        store = ChatStore(config.data_dir / "chats", document_limits(config))
+        conversation = store.new("fake_vlm", GenerationParams())
+        conversation.messages += [
+            StoredMessage(role="user", text="q1"),
+            StoredMessage(role="assistant", text="a1"),
+        ]
+        store.save(conversation)
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert [m.name for m in at.chat_message] == ["user", "assistant"]
+        yield at, store, conversation.id, server
+
+
+def test_regenerate_after_another_tab_added_a_turn_is_refused(fake_server_page) -> None:
+    at, store, conversation_id, server = fake_server_page
+    other_tab = store.load(conversation_id)
+    turn = [StoredMessage(role="user", text="q2"), StoredMessage(role="assistant", text="a2")]
+    store.append_messages(other_tab, turn)
+
+    next(b for b in at.button if b.label == "🔁 Regenerate").click().run()
+
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("changed since it was shown" in e.value for e in at.error), at.error
+    assert [m.text for m in store.load(conversation_id).messages] == ["q1", "a1", "q2", "a2"]
+    assert not server.chat_requests  # nothing was regenerated
+    assert len(at.chat_message) == 4  # the page now shows the other tab's turn
+
+    next(b for b in at.button if b.label == "🔁 Regenerate").click().run()  # on what it shows
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(server.chat_requests) == 1
+    texts = [m.text for m in store.load(conversation_id).messages]
+    assert texts[:3] == ["q1", "a1", "q2"] and texts[3].startswith("echo: q2")
+
+
+def test_importing_a_file_without_a_conversation_says_so(fake_server_page) -> None:
+    at = fake_server_page[0]
+    broken = json.dumps({"format": "chatvlmllm-conversation", "format_version": 1, "images": {}})
+    at.file_uploader(key="chat_import").upload("broken.json", broken.encode()).run()
+    next(b for b in at.button if b.label == "Import").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("broken.json holds no conversation" in e.value for e in at.error), at.error

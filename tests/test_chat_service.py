@@ -1,4 +1,5 @@
-"""A chat turn keeps its answer however the stream ends: done, stopped, failed, closed."""
+"""A chat turn keeps its answer however the stream ends: done, stopped, failed, closed;
+concurrent turns on one conversation all stay; a new chat takes the model's own settings."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ from pathlib import Path
 import pytest
 
 from models.chat.types import GenerationParams, PromptMessage, Usage
-from utils.chat.service import new_user_message, stream_answer
+from models.config import load_config
+from testkit.profiles import write_test_profile
+from utils.chat.conversation import truncate_for_regenerate
+from utils.chat.service import new_user_message, save_question, stream_answer
+from utils.chat.settings import default_chat_model, default_params, require_chat_model
 from utils.chat.store import ChatStore
-from utils.documents.loader import DocumentLimits
-from utils.errors import GenerationError
+from utils.documents.limits import DocumentLimits
+from utils.errors import GenerationError, ModelUnavailable, StorageError
 
 
 class ScriptedStream:
@@ -100,7 +105,134 @@ def test_next_turn_sees_the_whole_history(store: ChatStore) -> None:
     conversation = _asked(store, "first")
     backend = FakeBackend(["answer one"])
     list(stream_answer(store, conversation, backend, GenerationParams()))
-    conversation.messages.append(new_user_message("second", []))
+    save_question(store, conversation, "second", [])
     list(stream_answer(store, conversation, backend, GenerationParams()))
     texts = [m.text for m in backend.seen[-1]]
     assert texts == ["first", "answer one", "second"]
+
+
+# --------------------------------------------------------------------------- concurrent turns
+
+
+class GatedBackend(FakeBackend):
+    """Streams its chunks only once every stream of the test has started."""
+
+    def __init__(self, chunks: list[str], gate: threading.Barrier) -> None:
+        super().__init__(chunks)
+        self.gate = gate
+
+    def stream(self, messages, params, stop=None) -> ScriptedStream:
+        self.gate.wait(timeout=10)
+        return super().stream(messages, params, stop)
+
+
+def test_two_answers_saved_at_once_on_one_conversation_both_stay(store: ChatStore) -> None:
+    """Two tabs (or two `cli.py chat --conversation ID`) answering at the same time."""
+    conversation = _asked(store, "shared question")
+    tabs = [store.load(conversation.id) for _ in range(2)]  # each read it before the other saved
+    gate = threading.Barrier(2)
+    failures: list[BaseException] = []
+
+    def answer(tab, text: str) -> None:
+        try:
+            list(stream_answer(store, tab, GatedBackend([text], gate), GenerationParams()))
+        except BaseException as exc:  # reported below; a thread's exception is lost otherwise
+            failures.append(exc)
+
+    threads = [
+        threading.Thread(target=answer, args=(tab, f"answer {number}"))
+        for number, tab in enumerate(tabs)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    saved = store.load(conversation.id).messages
+    assert saved[0].text == "shared question"
+    assert sorted(m.text for m in saved[1:]) == ["answer 0", "answer 1"]
+    for tab in tabs:  # each caller's copy ends with its own answer, as stored
+        assert tab.messages[-1].text in {"answer 0", "answer 1"}
+        assert [m.text for m in tab.messages] == [m.text for m in saved[: len(tab.messages)]]
+
+
+def test_a_question_saved_from_a_stale_copy_keeps_the_other_turns(store: ChatStore) -> None:
+    first = _asked(store, "q1")
+    stale = store.load(first.id)
+    list(stream_answer(store, first, FakeBackend(["a1"]), GenerationParams()))
+    save_question(store, stale, "q2", [])
+    assert [m.text for m in store.load(first.id).messages] == ["q1", "a1", "q2"]
+    assert [m.text for m in stale.messages] == ["q1", "a1", "q2"]
+
+
+def test_an_edit_of_a_conversation_changed_since_is_refused(store: ChatStore) -> None:
+    conversation = _asked(store, "q1")
+    list(stream_answer(store, conversation, FakeBackend(["a1"]), GenerationParams()))
+    shown = store.load(conversation.id)
+    other_tab = store.load(conversation.id)
+    save_question(store, other_tab, "q2", [])  # another tab asks meanwhile
+
+    with pytest.raises(StorageError, match="changed since") as refused:
+        store.save_edit(truncate_for_regenerate(shown), shown.updated_at)
+    assert "latest turns" in refused.value.hint
+    assert [m.text for m in store.load(conversation.id).messages] == ["q1", "a1", "q2"]
+
+    redrawn = store.load(conversation.id)  # the page shows the new turn; q2 gets answered
+    list(stream_answer(store, redrawn, FakeBackend(["a2"]), GenerationParams()))
+    store.save_edit(truncate_for_regenerate(redrawn), redrawn.updated_at)
+    assert [m.text for m in store.load(conversation.id).messages] == ["q1", "a1", "q2"]
+
+
+# --------------------------------------------------------------------------- model settings
+
+SETTINGS_MODELS = """\
+endpoints:
+  local:
+    base_url: http://127.0.0.1:9
+models:
+  sampler:
+    display_name: Sampler
+    backend: openai
+    task: chat
+    endpoint: local
+    max_new_tokens: 77
+    temperature: 0.4
+    top_p: 0.8
+  switched_off:
+    display_name: Switched off
+    backend: openai
+    task: both
+    endpoint: local
+    enabled: false
+"""
+
+
+@pytest.fixture(scope="module")
+def settings_config(tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.mktemp("chat_settings")
+    return load_config(write_test_profile(base, SETTINGS_MODELS)).config
+
+
+def test_a_new_chat_takes_the_models_own_sampling_settings(settings_config) -> None:
+    params = default_params("sampler", settings_config)
+    assert (params.max_new_tokens, params.temperature, params.top_p) == (77, 0.4, 0.8)
+    assert default_params(None, settings_config) == GenerationParams()
+    assert require_chat_model("sampler", settings_config).display_name == "Sampler"
+    assert default_chat_model(settings_config) != "switched_off"
+
+
+@pytest.mark.parametrize(
+    ("model_id", "message", "hint"),
+    [
+        ("switched_off", "'switched_off' is disabled in the profile", "enabled: true"),
+        ("nope", "no chat model 'nope' in the profile", "sampler"),
+        ("rapidocr", "'rapidocr' is an OCR engine, not a chat model", "task: both"),
+    ],
+)
+def test_only_enabled_chat_models_are_accepted(
+    settings_config, model_id: str, message: str, hint: str
+) -> None:
+    for check in (require_chat_model, default_params):
+        with pytest.raises(ModelUnavailable, match=message) as refused:
+            check(model_id, settings_config)
+        assert hint in refused.value.hint and "switched_off" not in refused.value.hint

@@ -1,10 +1,12 @@
-"""Tests for utils/chat/store.py: persistent conversations and their images."""
+"""Tests for utils/chat: conversations on disk, their images, export and import, and
+writers sharing a conversation."""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
+import multiprocessing
 import re
 import struct
 import threading
@@ -15,20 +17,22 @@ import pytest
 from PIL import Image
 
 from models.chat.types import GenerationParams, Usage
-from utils.chat.store import (
+from utils.chat.conversation import (
     DEFAULT_TITLE,
-    EXPORT_FORMAT,
-    ChatStore,
     Conversation,
     StoredMessage,
-    drop_last_turn,
     is_conversation_id,
     last_user_index,
     replace_last_question,
     truncate_for_regenerate,
 )
-from utils.documents.loader import DocumentLimits
+from utils.chat.locks import conversation_lock_path
+from utils.chat.prompt import to_prompt
+from utils.chat.store import ChatStore
+from utils.chat.transfer import EXPORT_FORMAT, export_json, export_markdown, import_json
+from utils.documents.limits import DocumentLimits
 from utils.errors import BadInput, StorageError
+from utils.storage import lock_path_for
 
 PARAMS = GenerationParams(max_new_tokens=256, temperature=0.2, top_p=0.9)
 
@@ -95,8 +99,8 @@ def store(tmp_path: Path) -> ChatStore:
 
 @pytest.fixture
 def conversation_with_images(store: ChatStore) -> Conversation:
-    red = store.add_image(png_bytes(), "red square.png")
-    again = store.add_image(png_bytes(), "same-bytes-other-name.png")
+    red = store.images.add(png_bytes(), "red square.png")
+    again = store.images.add(png_bytes(), "same-bytes-other-name.png")
     conversation = store.new("tiny-qwen", PARAMS, system_prompt="You read receipts.")
     conversation.messages += [
         user("What is the total on this receipt?\nSecond line.", [red]),
@@ -134,7 +138,7 @@ def test_round_trip_stores_each_image_once_and_no_base64_in_json(
     assert first.sha256 == second.sha256
     assert (first.name, second.name) == ("red square.png", "same-bytes-other-name.png")
     assert (first.ext, first.width, first.height) == ("png", 32, 24)
-    image_files = [path for path in files_under(store.images_dir) if path.suffix != ".lock"]
+    image_files = [path for path in files_under(store.images.folder) if path.suffix != ".lock"]
     assert [path.name for path in image_files] == [f"{first.sha256}.png"]
     assert image_files[0].read_bytes() == png_bytes()
 
@@ -220,12 +224,102 @@ def test_two_tabs_saving_at_once_always_leave_a_whole_file(store: ChatStore) -> 
     assert not list((store.root.parent / ".corrupt").glob("*"))
 
 
+PROCESSES, TURNS = 4, 10
+
+
+def _take_turns(root: Path, conversation_id: str, writer: int, start) -> None:
+    """One `cli.py chat --conversation ID` after another: a question, then its answer."""
+    store = ChatStore(root, DocumentLimits())
+    conversation = store.load(conversation_id)  # read once, like a command or a tab
+    start.wait(timeout=30)
+    for turn in range(TURNS):
+        store.append_messages(conversation, [user(f"w{writer} q{turn}")])
+        store.append_messages(conversation, [answer(f"w{writer} a{turn}")])
+
+
+def test_four_processes_taking_turns_at_once_lose_no_turn(store: ChatStore) -> None:
+    conversation = store.new("m", PARAMS)
+    conversation.messages.append(user("opening"))
+    store.save(conversation)
+    context = multiprocessing.get_context("fork")
+    start = context.Barrier(PROCESSES)
+    writers = [
+        context.Process(target=_take_turns, args=(store.root, conversation.id, n, start))
+        for n in range(PROCESSES)
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=120)
+    assert [writer.exitcode for writer in writers] == [0] * PROCESSES
+
+    texts = [message.text for message in store.load(conversation.id).messages]
+    expected = {f"w{n} {kind}{t}" for n in range(PROCESSES) for t in range(TURNS) for kind in "qa"}
+    assert texts[0] == "opening"
+    assert sorted(texts[1:]) == sorted(expected)  # every turn on disk exactly once
+    for n in range(PROCESSES):  # and each writer's turns in the order it took them
+        own = [text for text in texts if text.startswith(f"w{n} ")]
+        assert own == [f"w{n} {kind}{t}" for t in range(TURNS) for kind in "qa"]
+    assert store.list()[0].turns == 1 + PROCESSES * TURNS
+
+
+def test_a_turn_keeps_a_rename_made_elsewhere_and_the_callers_settings(store: ChatStore) -> None:
+    conversation = store.new("m", PARAMS)
+    conversation.messages.append(user("first question"))
+    store.save(conversation)
+    store.rename(conversation.id, "Renamed in another tab")
+    conversation.model_id = "other-model"  # chosen in this tab's sidebar
+    store.append_messages(conversation, [answer("ok")])
+    saved = store.load(conversation.id)
+    assert (saved.title, saved.model_id) == ("Renamed in another tab", "other-model")
+    assert saved == conversation
+
+
+def test_a_turn_reads_the_file_again_only_when_another_writer_changed_it(
+    store: ChatStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import utils.chat.store as store_module
+
+    reads: list[Path] = []
+    real_read = store_module.read_json_or_none
+    monkeypatch.setattr(
+        store_module,
+        "read_json_or_none",
+        lambda path, *rest: reads.append(path) or real_read(path, *rest),
+    )
+    conversation = store.new("m", PARAMS)
+    store.append_messages(conversation, [user("q1")])  # not on disk yet: one look
+    store.append_messages(conversation, [answer("a1")])  # the file this store wrote
+    assert len(reads) == 1
+
+    other_process = ChatStore(store.root, DocumentLimits())
+    other_copy = other_process.load(conversation.id)
+    other_process.append_messages(other_copy, [user("q2 from elsewhere")])
+    reads.clear()
+    store.append_messages(conversation, [answer("a2")])
+    assert len(reads) == 1  # changed by someone else: read again, their turn kept
+    texts = [m.text for m in store.load(conversation.id).messages]
+    assert texts == ["q1", "a1", "q2 from elsewhere", "a2"]
+
+    conversation.messages[0].text = "changed in memory only"  # never saved
+    store.append_messages(conversation, [user("q3")])
+    assert store.load(conversation.id).messages[0].text == "q1"
+
+
+def test_appending_to_a_conversation_not_on_disk_writes_it_whole(store: ChatStore) -> None:
+    conversation = store.new("m", PARAMS)
+    store.append_messages(conversation, [user("Hello there")])
+    saved = store.load(conversation.id)
+    assert [m.text for m in saved.messages] == ["Hello there"]
+    assert saved.title == "Hello there" and saved == conversation
+
+
 # --------------------------------------------------------------------------- delete / sweep
 
 
 def test_delete_sweeps_images_no_conversation_uses(store: ChatStore) -> None:
-    shared = store.add_image(png_bytes((1, 2, 3)), "shared.png")
-    only_a = store.add_image(png_bytes((4, 5, 6)), "only-a.png")
+    shared = store.images.add(png_bytes((1, 2, 3)), "shared.png")
+    only_a = store.images.add(png_bytes((4, 5, 6)), "only-a.png")
     chat_a, chat_b = store.new("m", PARAMS), store.new("m", PARAMS)
     chat_a.messages.append(user("a", [shared, only_a]))
     chat_b.messages.append(user("b", [shared]))
@@ -234,23 +328,23 @@ def test_delete_sweeps_images_no_conversation_uses(store: ChatStore) -> None:
 
     assert store.delete(chat_a.id) is True
     assert store.load(chat_a.id) is None
-    assert (store.images_dir / shared.file_name).exists()
-    assert not (store.images_dir / only_a.file_name).exists()
+    assert (store.images.folder / shared.file_name).exists()
+    assert not (store.images.folder / only_a.file_name).exists()
     assert [summary.id for summary in store.list()] == [chat_b.id]
 
     assert store.delete(chat_b.id) is True
-    assert not (store.images_dir / shared.file_name).exists()
+    assert not (store.images.folder / shared.file_name).exists()
     assert store.delete(chat_b.id) is False
     assert files_under(store.root) == []  # no lock files left behind either
 
 
 def test_sweep_keeps_a_fresh_image_another_tab_has_not_saved_yet(tmp_path: Path) -> None:
     store = make_store(tmp_path)  # default grace period
-    pending = store.add_image(png_bytes(), "attached in another tab.png")
+    pending = store.images.add(png_bytes(), "attached in another tab.png")
     conversation = store.new("m", PARAMS)
     store.save(conversation)
     store.delete(conversation.id)
-    assert (store.images_dir / pending.file_name).exists()
+    assert (store.images.folder / pending.file_name).exists()
 
 
 # --------------------------------------------------------------------------- corrupt files
@@ -317,7 +411,7 @@ def test_hostile_ids_never_reach_a_path(store: ChatStore, tmp_path: Path, bad_id
 def test_hostile_file_names_are_display_only(
     store: ChatStore, tmp_path: Path, filename: str
 ) -> None:
-    image = store.add_image(png_bytes(), filename)
+    image = store.images.add(png_bytes(), filename)
     assert not {"/", "\\", "\x00", "\u202e"} & set(image.name)
     assert 0 < len(image.name) <= 120 and not image.name.startswith(".")
     conversation = store.new("m", PARAMS)
@@ -325,9 +419,10 @@ def test_hostile_file_names_are_display_only(
     store.save(conversation)
     expected = {
         store.root / f"{conversation.id}.json",
-        store.root / f"{conversation.id}.json.lock",
-        store.images_dir / image.file_name,
-        store.images_dir / f"{image.file_name}.lock",
+        lock_path_for(store.root / f"{conversation.id}.json"),
+        store.images.folder / image.file_name,
+        lock_path_for(store.images.folder / image.file_name),
+        conversation_lock_path(store.root, conversation.id),
     }
     assert set(files_under(tmp_path)) == expected
     assert store.load(conversation.id).messages[0].images[0].name == image.name
@@ -353,32 +448,32 @@ def test_add_image_refuses_what_is_not_one_safe_image(
     store: ChatStore, data: bytes, filename: str, message: str
 ) -> None:
     with pytest.raises(BadInput, match=message):
-        store.add_image(data, filename)
+        store.images.add(data, filename)
     assert files_under(store.root.parent) == []
 
 
 def test_add_image_records_the_upright_size_and_format(store: ChatStore) -> None:
-    image = store.add_image(rotated_jpeg_bytes(), "phone.JPG")
+    image = store.images.add(rotated_jpeg_bytes(), "phone.JPG")
     assert (image.ext, image.width, image.height) == ("jpg", 20, 40)
     fresh = ChatStore(store.root, DocumentLimits())  # nothing decoded in memory yet
-    loaded = fresh.load_image(image)
+    loaded = fresh.images.load(image)
     assert (loaded.mode, loaded.size) == ("RGB", (20, 40))
 
 
 def test_load_image_gives_rgb_copies(store: ChatStore) -> None:
-    image = store.add_image(png_bytes((0, 0, 0, 0)), "transparent.png")
-    first = store.load_image(image)
+    image = store.images.add(png_bytes((0, 0, 0, 0)), "transparent.png")
+    first = store.images.load(image)
     assert first.mode == "RGB" and first.getpixel((0, 0)) == (255, 255, 255)
     first.paste((1, 2, 3), (0, 0, 32, 24))  # a backend scribbling on its copy
-    assert store.load_image(image).getpixel((0, 0)) == (255, 255, 255)
+    assert store.images.load(image).getpixel((0, 0)) == (255, 255, 255)
 
 
 def test_load_image_of_a_removed_file_says_so(store: ChatStore) -> None:
-    image = store.add_image(png_bytes(), "gone.png")
-    (store.images_dir / image.file_name).unlink()
+    image = store.images.add(png_bytes(), "gone.png")
+    (store.images.folder / image.file_name).unlink()
     fresh = ChatStore(store.root, DocumentLimits())
     with pytest.raises(StorageError, match="gone.png.*missing"):
-        fresh.load_image(image)
+        fresh.images.load(image)
 
 
 # --------------------------------------------------------------------------- to_prompt
@@ -387,7 +482,7 @@ def test_load_image_of_a_removed_file_says_so(store: ChatStore) -> None:
 def test_to_prompt_carries_the_system_prompt_and_earlier_images(
     store: ChatStore, conversation_with_images: Conversation
 ) -> None:
-    prompt = store.to_prompt(conversation_with_images)
+    prompt = to_prompt(conversation_with_images, store.images)
     assert [message.role for message in prompt] == [
         "system",
         "user",
@@ -402,7 +497,7 @@ def test_to_prompt_carries_the_system_prompt_and_earlier_images(
     assert prompt[2].content == ["The total is 12.50 EUR."]
     assert len(prompt[3].images) == 1
 
-    upto_first_answer = store.to_prompt(conversation_with_images, upto=2)
+    upto_first_answer = to_prompt(conversation_with_images, store.images, upto=2)
     assert [message.role for message in upto_first_answer] == ["system", "user", "assistant"]
 
 
@@ -415,7 +510,7 @@ def test_to_prompt_keeps_partial_answers_and_skips_empty_ones(store: ChatStore) 
         answer("", error="out of memory"),
         user("three"),
     ]
-    prompt = store.to_prompt(conversation)
+    prompt = to_prompt(conversation, store.images)
     assert [(message.role, message.content) for message in prompt] == [
         ("user", ["one"]),
         ("assistant", ["half an ans"]),
@@ -429,11 +524,11 @@ def test_to_prompt_keeps_partial_answers_and_skips_empty_ones(store: ChatStore) 
 def test_export_import_round_trip_restores_images(
     store: ChatStore, conversation_with_images: Conversation, tmp_path: Path
 ) -> None:
-    exported = store.export_json(conversation_with_images)
+    exported = export_json(conversation_with_images, store.images)
     assert json.loads(exported)["format"] == EXPORT_FORMAT
     other = make_store(tmp_path / "elsewhere")
 
-    imported = other.import_json(exported, "export.json")
+    imported = import_json(other, exported, "export.json")
 
     assert imported.id != conversation_with_images.id
     assert other.load(imported.id) == imported
@@ -442,12 +537,12 @@ def test_export_import_round_trip_restores_images(
         exclude=ignore
     )
     restored = imported.messages[2].images[0]
-    assert (other.images_dir / restored.file_name).read_bytes() == png_bytes()
-    assert other.load_image(restored).tobytes() == store.load_image(restored).tobytes()
+    assert (other.images.folder / restored.file_name).read_bytes() == png_bytes()
+    assert other.images.load(restored).tobytes() == store.images.load(restored).tobytes()
 
 
 def _exported(store: ChatStore, conversation: Conversation) -> dict:
-    return json.loads(store.export_json(conversation))
+    return json.loads(export_json(conversation, store.images))
 
 
 def _tamper_image(document: dict) -> dict:
@@ -473,6 +568,14 @@ def _not_an_image_with_matching_hash(document: dict) -> dict:
     return document
 
 
+def _without(key: str):
+    def edit(document: dict) -> dict:
+        del document[key]
+        return document
+
+    return edit
+
+
 def _set(path: tuple, value: object):
     def edit(document: dict) -> dict:
         target = document
@@ -494,6 +597,7 @@ def _set(path: tuple, value: object):
         (_set(("conversation", "messages", 0, "images", 0, "ext"), "png/../../x"), "ext"),
         (_set(("conversation", "unexpected"), 1), "unexpected"),
         (_set(("conversation",), []), "no conversation"),
+        (_without("conversation"), "no conversation"),
         (_set(("images",), None), "no image section"),
         (_tamper_image, "does not match its checksum"),
         (_drop_images, "lacks the image"),
@@ -506,7 +610,7 @@ def test_import_refuses_tampered_exports(
     document = edit(_exported(store, conversation_with_images))
     other = make_store(tmp_path / "elsewhere")
     with pytest.raises(BadInput, match=message):
-        other.import_json(json.dumps(document).encode(), "export.json")
+        import_json(other, json.dumps(document).encode(), "export.json")
     assert other.list() == []
 
 
@@ -521,13 +625,13 @@ def test_import_refuses_tampered_exports(
 )
 def test_import_refuses_garbage(store: ChatStore, data: bytes, message: str) -> None:
     with pytest.raises(BadInput, match=message):
-        store.import_json(data, "garbage.json")
+        import_json(store, data, "garbage.json")
 
 
 def test_import_refuses_oversized_files(tmp_path: Path) -> None:
-    store = make_store(tmp_path, max_import_mb=0.001)
+    store = make_store(tmp_path)
     with pytest.raises(BadInput, match="over the import limit"):
-        store.import_json(b" " * 2_000, "big.json")
+        import_json(store, b" " * 2_000, "big.json", max_mb=0.001)
 
 
 def test_import_sanitises_names_and_ignores_claimed_sizes(
@@ -538,7 +642,7 @@ def test_import_sanitises_names_and_ignores_claimed_sizes(
     claimed.update(name="../../\u202eevil\x00.png", width=99_999, height=1)
     document["conversation"]["title"] = "Imported\n\u202etitle"
     other = make_store(tmp_path / "elsewhere")
-    imported = other.import_json(json.dumps(document).encode())
+    imported = import_json(other, json.dumps(document).encode())
     image = imported.messages[0].images[0]
     assert (image.name, image.width, image.height) == ("evil.png", 32, 24)
     assert imported.title == "Imported title"
@@ -549,7 +653,7 @@ def test_import_sanitises_names_and_ignores_claimed_sizes(
 
 def test_markdown_export_has_every_turn(store: ChatStore) -> None:
     conversation = store.new("tiny-qwen", PARAMS, system_prompt="Be brief.")
-    image = store.add_image(png_bytes(), "receipt.png")
+    image = store.images.add(png_bytes(), "receipt.png")
     conversation.messages += [
         user("Total?", [image]),
         answer("12.50 <b>EUR</b>"),
@@ -559,7 +663,7 @@ def test_markdown_export_has_every_turn(store: ChatStore) -> None:
         answer("", error="server went away"),
     ]
     store.save(conversation)
-    text = store.export_markdown(conversation)
+    text = export_markdown(conversation)
     assert text.startswith("# Total?\n")
     assert "tiny-qwen" in text and "Be brief." in text
     assert text.count("## You") == 3 and text.count("## Assistant") == 3
@@ -599,11 +703,10 @@ def test_truncate_for_regenerate_drops_only_the_last_answer() -> None:
     assert truncate_for_regenerate(regenerated).messages == regenerated.messages
 
 
-def test_drop_and_replace_last_question(store: ChatStore) -> None:
-    image = store.add_image(png_bytes(), "p.png")
+def test_replace_last_question(store: ChatStore) -> None:
+    image = store.images.add(png_bytes(), "p.png")
     conversation = _turns()
     conversation.messages[2].images = [image]
-    assert [message.text for message in drop_last_turn(conversation).messages] == ["q1", "a1"]
     edited = replace_last_question(conversation, "q2, rephrased")
     assert [message.text for message in edited.messages] == ["q1", "a1", "q2, rephrased"]
     assert edited.messages[-1].images == [image]
@@ -612,9 +715,8 @@ def test_drop_and_replace_last_question(store: ChatStore) -> None:
 
 def test_helpers_refuse_a_conversation_without_questions() -> None:
     empty = _turns().model_copy(update={"messages": []})
-    for helper in (truncate_for_regenerate, drop_last_turn):
-        with pytest.raises(BadInput, match="no question"):
-            helper(empty)
+    with pytest.raises(BadInput, match="no question"):
+        truncate_for_regenerate(empty)
     with pytest.raises(BadInput, match="no question"):
         replace_last_question(empty, "x")
 

@@ -11,6 +11,8 @@ import pytest
 
 import cli
 from models.config import REPO_ROOT
+from testkit.fake_openai_server import FakeOpenAIServer
+from testkit.profiles import fake_server_model_yaml, write_test_profile
 from testkit.render import RECEIPT_LINES, encode, render_lines
 
 PROFILES = ["config.yaml", "config_optimized.yaml", "config_blackwell_optimized.yaml"]
@@ -156,3 +158,60 @@ def test_chat_with_an_unknown_model_fails_clearly(
 ) -> None:
     assert cli.main(["chat", "--model", "nope", "hi"]) == 1
     assert "no chat model 'nope'" in capsys.readouterr().err
+
+
+# fake_vlm's own sampling settings, and a second model switched off in the profile.
+CHAT_SETTINGS_YAML = """\
+    max_new_tokens: 7
+    temperature: 0.5
+    top_p: 0.9
+  switched_off_vlm:
+    display_name: Switched off
+    backend: openai
+    task: chat
+    endpoint: fake
+    served_name: fake-vlm
+    enabled: false
+"""
+
+
+def _sampling(request) -> tuple[int, float, float]:
+    return request.body["max_tokens"], request.body["temperature"], request.body["top_p"]
+
+
+def test_chat_takes_the_models_own_settings_unless_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeOpenAIServer() as server:
+        yaml_text = fake_server_model_yaml(server.base_url) + CHAT_SETTINGS_YAML
+        monkeypatch.setenv("CHATVLM_CONFIG", str(write_test_profile(tmp_path, yaml_text)))
+        assert cli.main(["chat", "--model", "fake_vlm", "first?"]) == 0
+        conversation_id = capsys.readouterr().err.rsplit("conversation ", 1)[1].split("]")[0]
+        assert cli.main(["chat", "--model", "fake_vlm", "--max-tokens", "3", "new?"]) == 0
+        assert (
+            cli.main(["chat", "--conversation", conversation_id, "--temperature", "0", "again?"])
+            == 0
+        )
+        sent = [_sampling(request) for request in server.chat_requests]
+    assert sent == [(7, 0.5, 0.9), (3, 0.5, 0.9), (7, 0.0, 0.9)]
+    saved = json.loads(
+        (tmp_path / "results" / "chats" / f"{conversation_id}.json").read_text(encoding="utf-8")
+    )
+    assert saved["params"] == {"max_new_tokens": 7, "temperature": 0.5, "top_p": 0.9}
+    assert [m["text"] for m in saved["messages"] if m["role"] == "user"] == ["first?", "again?"]
+
+
+def test_chat_refuses_a_model_disabled_in_the_profile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeOpenAIServer() as server:
+        yaml_text = fake_server_model_yaml(server.base_url) + CHAT_SETTINGS_YAML
+        monkeypatch.setenv("CHATVLM_CONFIG", str(write_test_profile(tmp_path, yaml_text)))
+        assert cli.main(["chat", "--model", "switched_off_vlm", "hi"]) == 1
+        assert cli.main(["chat", "--model", "fake_vlm", "--max-tokens", "0", "hi"]) == 1
+        assert not server.chat_requests
+    err = capsys.readouterr().err
+    assert "the chat model 'switched_off_vlm' is disabled in the profile" in err
+    assert "enabled: true" in err and "fake_vlm" in err
+    assert "bad sampling option (max_new_tokens:" in err
+    assert not list((tmp_path / "results").glob("chats/*.json"))  # nothing was kept

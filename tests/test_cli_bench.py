@@ -1,5 +1,5 @@
-"""`python cli.py bench ...`: tables, --json, exit codes; in-process with a fake engine,
-plus one real subprocess run that loads an engine module through $CHATVLM_BENCH_ENGINES."""
+"""`python cli.py bench ...`: tables, --json, exit codes; in-process with fake engines,
+plus one real subprocess run with a profile engine served by the fake OpenAI server."""
 
 from __future__ import annotations
 
@@ -7,17 +7,22 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 import cli
-from models.config import REPO_ROOT
+import cli_commands.bench
+from models.config import REPO_ROOT, AppConfig
+from testkit.fake_openai_server import FakeOpenAIServer
+from testkit.profiles import write_test_profile
 from testkit.render import encode
+from testkit.served_engine import served_ocr_yaml
 from utils.bench.datasets import LabelledItem
-from utils.bench.runner import Prediction, register_bench_engine, unregister_bench_engine
+from utils.bench.engines import BenchEngine, Prediction, create_bench_engine
+from utils.bench.runner import run_benchmark
 
 TRUTH = {"a": "HELLO WORLD", "b": "GOOD MORNING", "c": "ONE TWO THREE FOUR"}
 
@@ -51,13 +56,19 @@ def pairs_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+FAKE_ENGINES = {"halfright": HalfRightEngine, "perfect": PerfectEngine}
+
+
+def fake_or_catalog_engine(name: str, config: AppConfig) -> BenchEngine:
+    fake = FAKE_ENGINES.get(name)
+    return fake() if fake is not None else create_bench_engine(name, config)
+
+
 @pytest.fixture(autouse=True)
-def fake_engines() -> Iterator[None]:
-    register_bench_engine("halfright", lambda config: HalfRightEngine())
-    register_bench_engine("perfect", lambda config: PerfectEngine())
-    yield
-    unregister_bench_engine("halfright")
-    unregister_bench_engine("perfect")
+def fake_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's runs in this process get the fake engines (any other name: the catalog)."""
+    with_fakes = partial(run_benchmark, engine_factory=fake_or_catalog_engine)
+    monkeypatch.setattr(cli_commands.bench, "run_benchmark", with_fakes)
 
 
 def bench(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -176,29 +187,31 @@ def test_list_when_empty(temp_profile: Path, capsys: pytest.CaptureFixture[str])
     assert json.loads(bench(capsys, "list", "--json")[1]) == []
 
 
-def test_subprocess_run_with_an_engine_module(temp_profile: Path, pairs_set: Path) -> None:
+def test_subprocess_run_with_a_served_engine(temp_profile: Path, pairs_set: Path) -> None:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "CHATVLM_CONFIG": str(temp_profile),
-        "CHATVLM_BENCH_ENGINES": "scripts.perf.bench_resume_kill",
-        "CHATVLM_KILLFAKE_DELAY": "0",
         "HF_HUB_OFFLINE": "1",
     }
     command = [sys.executable, "cli.py", "bench", "run", "--dataset", str(pairs_set)]
-    proc = subprocess.run(
-        [*command, "--engine", "killfake", "--json"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    with FakeOpenAIServer() as server:
+        served = write_test_profile(
+            temp_profile.parent, served_ocr_yaml(server.base_url), name="served.yaml"
+        )
+        proc = subprocess.run(
+            [*command, "--engine", "served_ocr", "--json"],
+            cwd=REPO_ROOT,
+            env={**env, "CHATVLM_CONFIG": str(served)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["summary"]["items_recorded"] == 3
-    env.pop("CHATVLM_BENCH_ENGINES")
+    assert len(server.chat_requests) == 3
     proc = subprocess.run(
-        [*command, "--engine", "killfake"],
+        [*command, "--engine", "served_ocr"],  # not an engine of the plain profile
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

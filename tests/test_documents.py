@@ -1,4 +1,4 @@
-"""Tests for utils.documents.loader: uploads in, validated RGB pages out."""
+"""Tests for utils.documents: uploads in, validated RGB pages out; deskew and turns."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import struct
 import unicodedata
 import weakref
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pypdfium2 as pdfium
@@ -19,18 +20,12 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 from pydantic import ValidationError
 
-from utils.documents.loader import (
-    Document,
-    DocumentLimits,
-    Page,
-    deskew,
-    detect_kind,
-    estimate_skew,
-    load_document,
-    rotate_quarter,
-    sanitize_filename,
-    to_rgb,
-)
+from utils.documents.colour import to_rgb
+from utils.documents.document import Document, load_document
+from utils.documents.geometry import deskew, rotate_quarter, skew_from_pixels
+from utils.documents.limits import DocumentLimits
+from utils.documents.page import Page
+from utils.documents.uploads import detect_kind, read_upload_file, sanitize_filename
 from utils.errors import BadInput
 
 # --- builders ----------------------------------------------------------------------------
@@ -634,9 +629,9 @@ def test_damaged_real_files_only_raise_bad_input(seed, edits, cut):
 
 
 @pytest.mark.parametrize("angle", [-7.5, -3.0, 0.0, 1.5, 4.0, 9.0])
-def test_estimate_skew_finds_a_known_rotation(angle):
+def test_skew_from_pixels_finds_a_known_rotation(angle):
     tilted = text_page().rotate(angle, resample=Image.Resampling.BICUBIC, fillcolor=255)
-    assert estimate_skew(tilted.convert("RGB")) == pytest.approx(angle, abs=0.3)
+    assert skew_from_pixels(tilted.convert("RGB")) == pytest.approx(angle, abs=0.3)
 
 
 def test_deskew_straightens_the_page():
@@ -646,7 +641,7 @@ def test_deskew_straightens_the_page():
     assert straight.mode == "RGB"
     assert straight.width > tilted.width  # expanded, not cropped
     assert straight.getpixel((0, 0)) == (255, 255, 255)  # corners filled with white
-    assert estimate_skew(straight) == pytest.approx(0.0, abs=0.3)
+    assert skew_from_pixels(straight) == pytest.approx(0.0, abs=0.3)
     grey, _ = deskew(tilted)
     assert grey.mode == "L" and grey.getpixel((0, 0)) == 255
     rgba, _ = deskew(tilted.convert("RGBA"))
@@ -660,10 +655,10 @@ def test_deskew_leaves_straight_and_blank_pages_alone():
     assert deskew(blank) == (blank, 0.0)
 
 
-def test_estimate_skew_handles_light_text_on_dark():
+def test_skew_from_pixels_handles_light_text_on_dark():
     inverted = Image.eval(text_page(), lambda value: 255 - value)
     tilted = inverted.rotate(-4.0, resample=Image.Resampling.BICUBIC, fillcolor=0)
-    assert estimate_skew(tilted) == pytest.approx(-4.0, abs=0.3)
+    assert skew_from_pixels(tilted) == pytest.approx(-4.0, abs=0.3)
 
 
 def test_rotate_quarter_turns_counter_clockwise_like_rot90():
@@ -672,3 +667,32 @@ def test_rotate_quarter_turns_counter_clockwise_like_rot90():
     for k in (-1, 0, 1, 2, 3, 4, 5):
         turned = np.asarray(rotate_quarter(image, k))
         assert np.array_equal(turned, np.rot90(pixels, k))
+
+
+# --- files read from disk ----------------------------------------------------------------
+
+
+def test_read_upload_file_refuses_a_large_file_by_its_size(tmp_path):
+    huge = tmp_path / "huge.pdf"
+    with huge.open("wb") as handle:
+        handle.truncate(200 * 1024 * 1024)  # sparse: nothing to read, 200 MB by stat
+    with pytest.raises(BadInput, match=r"huge.pdf is 200.0 MB, over the limit of 1 MB"):
+        read_upload_file(huge, DocumentLimits(max_file_mb=1))
+
+
+def test_read_upload_file_reads_a_stream_only_up_to_the_limit():
+    with pytest.raises(BadInput, match="zero is over the limit of 1 MB"):
+        read_upload_file(Path("/dev/zero"), DocumentLimits(max_file_mb=1))
+
+
+def test_read_upload_file_reads_small_files_and_refuses_empty_ones(tmp_path):
+    data = encode(Image.new("RGB", (8, 8)), "PNG")
+    (tmp_path / "small.png").write_bytes(data)
+    assert read_upload_file(tmp_path / "small.png", DocumentLimits()) == data
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(BadInput, match="empty.png is empty"):
+        read_upload_file(tmp_path / "empty.png", DocumentLimits())
+    # Files under /proc are regular but report a size of 0: they are read all the same.
+    assert read_upload_file(Path("/proc/self/status"), DocumentLimits()).startswith(b"Name:")
+    with pytest.raises(OSError):
+        read_upload_file(tmp_path / "missing.png", DocumentLimits())

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -29,19 +30,18 @@ from models.config import REPO_ROOT, load_config
 from testkit.fake_openai_server import Drop, Fail, FakeOpenAIServer, Hang, Reply
 from testkit.profiles import fake_server_model_yaml, write_test_profile
 from testkit.render import encode, render_lines
-from utils.bench.runner import (
-    BenchRequest,
-    Prediction,
-    register_bench_engine,
-    run_benchmark,
-    unregister_bench_engine,
-)
-from utils.bench.store import ItemRecord, Manifest, RunState, Summary
-from utils.cache import DiskCache
-from utils.chat.store import ChatStore, Conversation
+from utils.bench.engines import Prediction
+from utils.bench.plan import BenchRequest
+from utils.bench.records import ItemRecord, Manifest, Summary
+from utils.bench.runner import run_benchmark
+from utils.bench.store import RunState
+from utils.cache import DiskCache, open_cache
+from utils.chat.conversation import Conversation
+from utils.chat.store import ChatStore
+from utils.errors import ModelUnavailable
+from utils.ocr import pipeline as ocr_pipeline
 from utils.ocr.pipeline import OcrSettings, document_limits, ocr_file
-from utils.ocr.runs import OcrRun, load_run
-from utils.services import open_cache
+from utils.ocr.runs import OcrRun, list_ocr_runs, load_run, new_run_id, save_run
 from utils.storage import CORRUPT_DIR_NAME, list_corrupt, read_json, read_jsonl
 from utils.system.model_status import StatusReport
 
@@ -203,20 +203,19 @@ def make_benchmark_runs(profile: Path, folder: Path) -> list[str]:
     for stem in ("a", "b"):
         (folder / f"{stem}.png").write_bytes(encode(render_lines([stem.upper()], (120, 60), 20)))
         (folder / f"{stem}.txt").write_text(stem.upper(), encoding="utf-8")
-    register_bench_engine("echo", lambda config: EchoEngine())
-    try:
-        loaded = load_config(profile)
-        request = BenchRequest(dataset=str(folder), engines=["echo"])
-        return [run_benchmark(loaded, request).run_id for _ in range(2)]
-    finally:
-        unregister_bench_engine("echo")
+    loaded = load_config(profile)
+    request = BenchRequest(dataset=str(folder), engines=["echo"])
+    return [
+        run_benchmark(loaded, request, engine_factory=lambda name, config: EchoEngine()).run_id
+        for _ in range(2)
+    ]
 
 
 def fill_cache(root: Path, megabytes: int) -> None:
     """Entries written under a larger cap: this many MB, more than the profile allows."""
     big = DiskCache(root, max_mb=megabytes * 4)
     for number in range(megabytes * 4):
-        big.set(f"filler{number}", os.urandom(256 * 1024), "filler")
+        big.set(f"filler{number}", os.urandom(256 * 1024))
 
 
 def damage(path: Path, how: str) -> None:
@@ -244,7 +243,7 @@ def damaged_profile(tmp_path: Path) -> tuple[Path, bytes]:
     # Under the roomier cap so it survives the filler; then damaged on disk.
     result = ocr_file(image, "first.png", settings, config, DiskCache(config.cache_dir, 50))
     assert result.ok
-    (entry,) = (config.cache_dir / "ocr").glob("*.pkl")
+    (entry,) = [p for p in config.cache_dir.glob("*.pkl") if not p.name.startswith("filler")]
     damage(entry, "flip")
 
     for number in range(2):
@@ -308,7 +307,7 @@ def test_damaged_files_are_moved_aside_reported_and_the_app_works(damaged_profil
     next(b for b in at.button if b.label == "Run OCR").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("DAMAGED CACHE 77" in t.value.upper() for t in at.text)
-    stats = open_cache(config).stats()
+    stats = open_cache(config.cache_dir, config.cache).stats()
     assert stats.rejected == 1 and stats.misses >= 1
     assert stats.size_bytes <= stats.max_bytes and stats.evictions > 0
 
@@ -344,7 +343,7 @@ def test_hang_500_and_dropped_stream_show_the_error_and_the_next_question_works(
         server.script(Hang(5), Fail(500, "CUDA error: out of memory"), Drop(after_chunks=2))
 
         # Answers that failed before their first token are left out of the next prompt
-        # and the questions around them merged (utils.chat.store.to_prompt), so the echo
+        # and the questions around them merged (utils.chat.prompt.to_prompt), so the echo
         # of the third question carries the first two as well.
         expectations = [
             ("first?", "", "did not answer within 1 s"),
@@ -367,3 +366,142 @@ def test_hang_500_and_dropped_stream_show_the_error_and_the_next_question_works(
         assert answer["text"].startswith("echo: fourth?")
         assert len(at.chat_message) == 8
         assert len(server.chat_requests) == 4  # no retries: 500 and a drop are not retried
+
+
+# --- an OCR batch that reads no file -----------------------------------------------------
+
+
+def test_ocr_batch_whose_engine_fails_leaves_no_empty_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profile = write_test_profile(tmp_path)
+    monkeypatch.setenv("CHATVLM_CONFIG", str(profile))
+
+    def unusable_engine(*_, **__):
+        raise ModelUnavailable("rapidocr failed to load", hint="reinstall rapidocr")
+
+    # The page script runs in this process, so its batch meets this engine.
+    monkeypatch.setattr(ocr_pipeline, "create_ocr_engine", unusable_engine)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("app_pages/ocr.py").run()
+    at.file_uploader[0].set_value([("a.png", encode(render_lines(["A"])), "image/png")]).run()
+    next(button for button in at.button if button.label == "Run OCR").click().run()
+
+    assert not at.exception, [e.value for e in at.exception]
+    assert [e.value for e in at.error] == ["rapidocr failed to load"]
+    assert not at.warning  # no "that run could not be read" for a run never saved
+    assert not list((tmp_path / "results" / "ocr").glob("*.json"))
+    # An empty run saved by an older version is not offered for reopening either.
+    config = load_config(profile).config
+    save_run(config, OcrRun(run_id=new_run_id(), created_at="2026-01-01T00:00:00+00:00"))
+    assert list_ocr_runs(config) == []
+
+
+# --- a cache that cannot be used never stops the work (issue 14) -------------------------
+
+
+def cli_main(*args: str) -> int:
+    import cli  # the CLI in this process, so the cache's folder can be made to misbehave
+
+    return cli.main(list(args))
+
+
+def two_pages(folder: Path) -> list[str]:
+    paths = []
+    for number in (1, 2):
+        path = folder / f"page{number}.png"
+        path.write_bytes(encode(render_lines([f"CACHE FAULT {number}"], (420, 100), 40)))
+        paths.append(str(path))
+    return paths
+
+
+def ocr_texts(out: str) -> list[str]:
+    """The text of each file that `cli.py ocr --format json` printed, "" for a failed one."""
+    results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [" ".join(page["text"] for page in result["pages"]).upper() for result in results]
+
+
+def refuse_writes_under(monkeypatch: pytest.MonkeyPatch, folder: Path, error: int) -> None:
+    """``folder`` read-only (or full) for this process; root ignores chmod, so simulate it."""
+    real_open, real_mkdir = os.open, os.mkdir
+    writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+
+    def open_refusing_writes(path, flags, *args, **kwargs):
+        if Path(path).is_relative_to(folder) and flags & writing:
+            raise OSError(error, os.strerror(error), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    def mkdir_refused(path, *args, **kwargs):
+        if Path(path).is_relative_to(folder):
+            raise OSError(error, os.strerror(error), str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_refusing_writes)
+    monkeypatch.setattr(os, "mkdir", mkdir_refused)
+
+
+def test_stats_file_not_utf8_breaks_neither_ocr_nor_cache_stats(tmp_path: Path, capsys) -> None:
+    profile = write_test_profile(tmp_path)
+    cache_dir = load_config(profile).config.cache_dir
+    DiskCache(cache_dir).flush_stats()
+    (cache_dir / "stats.json").write_bytes(b'{"schema_version": 1, "hits": "\xff\xfe"}')
+
+    assert cli_main("ocr", "--config", str(profile), "--format", "json", *two_pages(tmp_path)) == 0
+    assert ["CACHE FAULT" in text for text in ocr_texts(capsys.readouterr().out)] == [True, True]
+    assert cli_main("cache", "stats", "--config", str(profile)) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["entries"], stats["misses"]) == (2, 2)
+
+
+@pytest.mark.parametrize("error", [errno.EROFS, errno.ENOSPC], ids=["read-only", "full"])
+def test_unwritable_cache_keeps_every_result_and_the_batch_going(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch, error: int
+) -> None:
+    profile = write_test_profile(tmp_path)
+    cache_dir = load_config(profile).config.cache_dir
+    DiskCache(cache_dir).flush_stats()  # secret, lock and stats exist; then the disk turns
+    pages = two_pages(tmp_path)
+    refuse_writes_under(monkeypatch, cache_dir, error)
+
+    assert cli_main("ocr", "--config", str(profile), "--format", "json", *pages) == 0
+
+    assert ["CACHE FAULT" in text for text in ocr_texts(capsys.readouterr().out)] == [True, True]
+    assert sorted(path.name for path in cache_dir.iterdir()) == [".lock", ".secret", "stats.json"]
+
+
+def test_cache_clear_in_a_shared_folder_removes_only_cache_entries(tmp_path: Path, capsys) -> None:
+    shared = tmp_path / "shared"
+    profile = write_test_profile(tmp_path, name="base.yaml")
+    profile.write_text(profile.read_text().replace(str(tmp_path / "cache"), str(shared)))
+    others = {"data.pkl": b"\x80\x04another program's pickle", "notes.txt": b"mine"}
+    shared.mkdir()
+    for name, data in others.items():
+        (shared / name).write_bytes(data)
+    cache = DiskCache(shared)
+    for number in range(3):
+        cache.set(f"entry{number}", number)
+
+    assert cli_main("cache", "clear", "--config", str(profile)) == 0
+
+    assert "removed 3 cached entries" in capsys.readouterr().out
+    assert {name: (shared / name).read_bytes() for name in others} == others
+
+
+def test_secret_that_is_a_folder_leaves_ocr_working_uncached(tmp_path: Path, capsys) -> None:
+    profile = write_test_profile(tmp_path)
+    (load_config(profile).config.cache_dir / ".secret").mkdir(parents=True)
+
+    assert cli_main("ocr", "--config", str(profile), "--format", "json", *two_pages(tmp_path)) == 0
+    assert ["CACHE FAULT" in text for text in ocr_texts(capsys.readouterr().out)] == [True, True]
+    assert cli_main("cache", "stats", "--config", str(profile)) == 0
+    assert json.loads(capsys.readouterr().out)["entries"] == 0
+
+
+def test_config_check_refuses_a_cache_cap_of_zero(tmp_path: Path, capsys) -> None:
+    profile = write_test_profile(tmp_path, "cache:\n  max_mb: 0\n")
+
+    assert cli_main("config", "check", str(profile)) == 1
+
+    err = capsys.readouterr().err
+    assert "cache.max_mb" in err and "greater than 0" in err

@@ -18,13 +18,9 @@ from models.templates import (
     templates_from_yaml,
 )
 from utils.errors import ConfigError
-from utils.fields.extraction import (
-    CHECK_DIGIT_MISMATCH,
-    extract_fields,
-    find_date,
-    mrz_check_digit,
-    read_mrz,
-)
+from utils.fields.dates import find_date
+from utils.fields.extract import extract_fields
+from utils.fields.mrz import CHECK_DIGIT_MISMATCH, mrz_check_digit, read_mrz
 
 LINE_HEIGHT = 20
 LINE_PITCH = 30

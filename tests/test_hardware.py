@@ -8,13 +8,12 @@ from types import SimpleNamespace
 import pytest
 
 from models.config import REPO_ROOT
-from utils.system import hardware
+from models.runtime import gpu as gpu_probe
+from models.runtime.gpu import GpuDevice, gpu_facts_from_torch
 from utils.system.hardware import (
     GIB,
-    GpuDevice,
     HardwareFacts,
     detect_hardware,
-    gpu_facts_from_torch,
     process_memory,
     recommend_profile,
 )
@@ -127,12 +126,12 @@ def test_detect_hardware_reads_gpus_once_per_process(monkeypatch: pytest.MonkeyP
     torch = fake_torch(("NVIDIA H100", 80 * GIB, 9, 0))
     counted = torch.cuda.device_count
     torch.cuda.device_count = lambda: calls.append(1) or counted()
-    hardware._cached_gpu_facts.cache_clear()
+    gpu_probe.detect_gpus.cache_clear()
     monkeypatch.setitem(sys.modules, "torch", torch)
     try:
         first, second = detect_hardware(), detect_hardware()
     finally:
-        hardware._cached_gpu_facts.cache_clear()
+        gpu_probe.detect_gpus.cache_clear()
     assert first.cuda_devices[0].name == "NVIDIA H100"
     assert second.cuda_devices == first.cuda_devices
     assert len(calls) == 1

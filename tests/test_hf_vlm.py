@@ -17,17 +17,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from models.chat.hf_backend import (
-    ChunkCoalescer,
-    HFVisionBackend,
-    LoadPlan,
-    backend_key,
-    counting_streamer_class,
-    generation_kwargs,
-    load_backend,
-    model_load_kwargs,
-    plan_load,
-)
+from models.chat.hf_backend import HFVisionBackend, generation_kwargs
+from models.chat.hf_loading import LoadPlan, backend_key, load_backend, model_load_kwargs, plan_load
+from models.chat.hf_stream import ChunkCoalescer, counting_streamer_class
 from models.chat.types import GenerationParams, PromptMessage
 from models.config import ModelEntry, RuntimeSettings
 from testkit.tiny_vlms import TinyVlmFolders

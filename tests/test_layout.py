@@ -1,4 +1,5 @@
-"""Tests for utils.ocr.layout on constructed page layouts (no images, no engines)."""
+"""Tests for reading order, skew from boxes and Markdown (utils.ocr.reading_order, .skew,
+.markdown) on constructed page layouts (no images, no engines)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,9 @@ import random
 import pytest
 
 from models.ocr.base import OcrLine
-from utils.ocr.layout import (
-    estimate_skew,
-    reading_order,
-    table_rows,
-    to_markdown,
-    to_plain_text,
-    visual_lines,
-)
+from utils.ocr.markdown import table_rows, to_markdown
+from utils.ocr.reading_order import reading_order, visual_lines
+from utils.ocr.skew import skew_from_boxes
 
 CHAR_WIDTH = 10
 LINE_HEIGHT = 20
@@ -141,7 +137,7 @@ def test_receipt_rows_merge_label_and_amount(slope: float) -> None:
 
 def test_wide_skewed_page_is_deskewed_before_grouping() -> None:
     fragments = wide_skewed_invoice(0.02)
-    assert estimate_skew(fragments) == pytest.approx(0.02, abs=0.003)
+    assert skew_from_boxes(fragments) == pytest.approx(0.02, abs=0.003)
     assert texts(reading_order(fragments)) == [
         "DESCRIPTION QTY PRICE AMOUNT",
         "PAPER A4 2 9.00 18.00",
@@ -155,7 +151,7 @@ def test_wide_skewed_page_is_deskewed_before_grouping() -> None:
 
 
 def test_unskewed_page_estimates_zero_skew() -> None:
-    assert estimate_skew(wide_skewed_invoice(0.0)) == pytest.approx(0.0, abs=1e-9)
+    assert skew_from_boxes(wide_skewed_invoice(0.0)) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_receipt_key_value_header_is_not_read_as_two_columns() -> None:
@@ -304,11 +300,6 @@ def test_empty_and_blank_input() -> None:
     assert reading_order(blank) == []
     assert to_markdown([]) == ""
     assert table_rows(blank) == []
-    assert to_plain_text([]) == ""
-
-
-def test_plain_text_joins_lines_with_newlines() -> None:
-    assert to_plain_text(reading_order(receipt(0.0))) == "\n".join(RECEIPT_TEXT)
 
 
 # --- Markdown -------------------------------------------------------------------

@@ -39,6 +39,33 @@ def naive_levenshtein(a, b) -> int:
     return previous[-1]
 
 
+def reference_error_rate(prediction: list, truth: list) -> float:
+    """The CER / WER definition spelled out: DP edit distance over the truth length."""
+    if not truth:
+        return 0.0 if not prediction else 1.0
+    return naive_levenshtein(truth, prediction) / len(truth)
+
+
+def reference_chars(text: str) -> list[str]:
+    return list(" ".join(text.split()).upper())
+
+
+def reference_words(text: str) -> list[str]:
+    return text.upper().split()
+
+
+WORDS = st.sampled_from(["total", "TOTAL", "rm", "12.50", "12.80", "cash", "Thanks", "é", "a"])
+SEPARATORS = st.sampled_from([" ", "  ", "\n", "\t", " \n "])
+
+
+@st.composite
+def word_texts(draw: st.DrawFn) -> str:
+    """Texts made of a few words (repeats likely, so edits align) and mixed whitespace."""
+    words = draw(st.lists(WORDS, max_size=25))
+    gaps = draw(st.lists(SEPARATORS, min_size=len(words) + 1, max_size=len(words) + 1))
+    return gaps[0] + "".join(word + gap for word, gap in zip(words, gaps[1:], strict=True))
+
+
 # --- levenshtein -------------------------------------------------------------
 
 
@@ -75,7 +102,34 @@ def test_levenshtein_matches_naive_dp_any_unicode(a: str, b: str) -> None:
     assert levenshtein(a, b) == naive_levenshtein(a, b)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(WORDS, max_size=30), st.lists(WORDS, max_size=30))
+def test_levenshtein_matches_naive_dp_on_word_lists(a: list[str], b: list[str]) -> None:
+    assert levenshtein(a, b) == naive_levenshtein(a, b)
+
+
 # --- CER / WER -----------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="aB c\n\t.1", max_size=120), st.text(alphabet="aB c\n\t.1", max_size=120))
+def test_cer_matches_reference_on_random_strings(prediction: str, truth: str) -> None:
+    expected = reference_error_rate(reference_chars(prediction), reference_chars(truth))
+    assert cer(prediction, truth) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=60), st.text(max_size=60))
+def test_cer_matches_reference_on_any_unicode(prediction: str, truth: str) -> None:
+    expected = reference_error_rate(reference_chars(prediction), reference_chars(truth))
+    assert cer(prediction, truth) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(word_texts(), word_texts())
+def test_wer_matches_reference_on_random_word_lists(prediction: str, truth: str) -> None:
+    expected = reference_error_rate(reference_words(prediction), reference_words(truth))
+    assert wer(prediction, truth) == expected
 
 
 def test_normalize_for_cer_collapses_whitespace_and_uppercases() -> None:

@@ -18,13 +18,8 @@ from safetensors.numpy import save_file
 
 from models.config import RuntimeSettings
 from models.runtime import manager as model_manager
-from models.runtime.manager import (
-    GIB,
-    ModelManager,
-    estimate_model_bytes,
-    get_manager,
-    memory_pool,
-)
+from models.runtime.manager import ModelManager, get_manager
+from models.runtime.memory import GIB, estimate_model_bytes, memory_pool
 from utils.errors import GenerationError, ModelUnavailable
 
 BIG = 1000 * GIB  # a budget nothing in these tests reaches

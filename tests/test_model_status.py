@@ -12,17 +12,16 @@ import pytest
 import cli
 from models.config import AppConfig, load_config
 from testkit.fake_openai_server import FakeOpenAIServer
-from utils import storage
 from utils.errors import ModelUnavailable, StorageError
 from utils.storage import CorruptDataFile
+from utils.storage import atomic as atomic_files
+from utils.system.downloads import DownloadTracker, run_download
 from utils.system.model_status import (
-    DownloadTracker,
     StatusReport,
     check_models,
     history_path,
     read_history,
     read_status,
-    run_download,
     status_path,
     write_status,
 )
@@ -195,7 +194,7 @@ def test_a_failed_write_keeps_the_previous_status_whole(
     def crash(*args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(storage.os, "replace", crash)
+    monkeypatch.setattr(atomic_files.os, "replace", crash)
     with pytest.raises(StorageError):
         write_status(config, newer)
     assert status_path(config).read_bytes() == before

@@ -19,7 +19,7 @@ from utils.errors import ModelUnavailable
 from utils.ocr import pipeline as ocr_service
 from utils.ocr.exports import document_markdown, document_text, fields_csv, results_json
 from utils.ocr.pipeline import DocumentResult, OcrSettings, ocr_file
-from utils.ocr.runs import OcrRun, list_runs, load_run, new_run_id, save_run
+from utils.ocr.runs import OcrRun, list_ocr_runs, load_run, new_run_id, save_run
 
 RAPID = OcrSettings(engine="rapidocr")
 RECEIPT = OcrSettings(engine="rapidocr", template="receipt")
@@ -165,7 +165,7 @@ def test_runs_are_saved_listed_and_reopened(
         documents=[receipt_result, failed],
     )
     save_run(config, run)
-    (summary,) = list_runs(config)
+    (summary,) = list_ocr_runs(config)
     assert (summary.run_id, summary.files, summary.failed) == (run.run_id, 2, 1)
     assert load_run(config, run.run_id) == run
     assert load_run(config, "../../etc/passwd") is None
@@ -178,7 +178,7 @@ def test_corrupt_run_is_moved_aside_and_the_rest_still_lists(
     save_run(config, good)
     broken = config.data_dir / "ocr" / "20200101T000000Z-abcdef.json"
     broken.write_text('{"schema_version": 1, "run_id": ', encoding="utf-8")
-    assert [s.run_id for s in list_runs(config)] == [good.run_id]
+    assert [s.run_id for s in list_ocr_runs(config)] == [good.run_id]
     assert not broken.exists()
     assert list((config.data_dir / ".corrupt").iterdir())
 

@@ -17,12 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from models.chat.openai_backend import (
-    OpenAICompatBackend,
-    fit_pixel_budget,
-    list_server_models,
-    probe_endpoint,
-)
+from models.chat.openai_backend import OpenAICompatBackend
+from models.chat.openai_client import list_server_models, probe_endpoint
+from models.chat.openai_prompt import fit_pixel_budget
 from models.chat.types import ChatBackend, ChatStream, GenerationParams, PromptMessage
 from models.config import Endpoint, ModelEntry
 from testkit.fake_openai_server import (

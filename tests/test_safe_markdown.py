@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from utils.safe_markdown import SafeStream, safe_markdown
+from utils.safe_markdown import SafeStream, escape_markdown, safe_markdown
 
 
 def test_images_show_as_text() -> None:
@@ -41,3 +41,34 @@ def test_streamed_chunks_add_up_to_the_safe_text() -> None:
 def test_safe_form_blocks_everything_at_once() -> None:
     out = safe_markdown("[bad](javascript:alert(1)) <data:x>")
     assert "]\\(javascript:" in out and "<data:x\\>" in out
+
+
+def test_math_is_shown_as_text_so_it_cannot_bury_the_page() -> None:
+    out = safe_markdown(r"huge $\rule{5000em}{5000em}$ and $$x^2$$ costs $5")
+    assert "$" not in out.replace("\\$", "")
+    assert safe_markdown(r"already \$5") == r"already \$5"  # an escaped dollar stays one
+    assert safe_markdown("`$x$` in code") == "`$x$` in code"
+
+
+def test_streamed_dollars_add_up_to_the_safe_text() -> None:
+    text = r"a \\$x$ b \$y $z$ end"
+    for size in (1, 2, 3):
+        stream = SafeStream()
+        parts = [stream.feed(text[i : i + size]) for i in range(0, len(text), size)]
+        assert "".join(parts) + stream.flush() == safe_markdown(text)
+
+
+def test_escaped_text_has_no_markdown_left() -> None:
+    hostile = (
+        "![e](http://203.0.113.7/x.png) $\\rule{9em}{9em}$ :red[x] <b>**b**</b> [l](javascript:x)"
+    )
+    out, shown, i = escape_markdown(hostile), [], 0
+    while i < len(out):  # read it as CommonMark would: a backslash escapes what follows
+        if out[i] == "\\":
+            shown.append(out[i + 1])
+            i += 2
+        else:
+            assert out[i].isalnum() or out[i] in " \n", f"unescaped {out[i]!r}"
+            shown.append(out[i])
+            i += 1
+    assert "".join(shown) == hostile

@@ -13,17 +13,20 @@ from PIL import Image
 
 from models.config import REPO_ROOT
 from models.templates import builtin_templates
+from utils.bench import sample_set
 from utils.bench.datasets import builtin_dataset, load_dataset
 from utils.bench.metrics import field_correct, word_f1
 from utils.bench.sample_set import (
     STAMP_NAME,
+    generator_fingerprint,
     render_sample,
     sample_documents,
     sample_files,
     sample_set_is_current,
     write_sample_set,
 )
-from utils.fields.extraction import extract_fields
+from utils.errors import ConfigError
+from utils.fields.extract import extract_fields
 
 ITEM_COUNT = 12
 RECEIPT_FIELDS = {"company", "date", "address", "total"}
@@ -42,8 +45,13 @@ def rendered():
     return [render_sample(doc) for doc in sample_documents()]
 
 
+def written_files(folder: Path) -> list[Path]:
+    """The files of the set folder; the storage layer's hidden ``.locks/`` folder is not one."""
+    return [path for path in sorted(folder.iterdir()) if path.is_file()]
+
+
 def file_bytes(folder: Path) -> dict[str, bytes]:
-    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+    return {path.name: path.read_bytes() for path in written_files(folder)}
 
 
 def test_rendering_again_gives_identical_bytes(sample_folder: Path) -> None:
@@ -68,7 +76,7 @@ def test_another_process_writes_identical_bytes_and_hash(sample_folder: Path, tm
 
 
 def test_every_item_has_png_txt_json_and_a_stamp(sample_folder: Path) -> None:
-    names = {path.name for path in sample_folder.iterdir()}
+    names = {path.name for path in written_files(sample_folder)}
     ids = [doc.item_id for doc in sample_documents()]
 
     assert len(ids) == len(set(ids)) == ITEM_COUNT
@@ -150,6 +158,43 @@ def test_builtin_dataset_rewrites_a_stale_set(sample_folder: Path, tmp_path: Pat
     assert not (folder / "receipt-99.png").exists()
     assert (folder / "mine.txt").read_text() == "keep me"
     assert sample_set_is_current(folder)
+
+
+def test_a_changed_data_file_changes_the_fingerprint(
+    sample_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = sample_set.DOCUMENTS_PATH.read_text(encoding="utf-8")
+    edited = tmp_path / "sample_documents.json"
+    edited.write_text(original.replace("SUNRISE BAKERY", "SUNSET BAKERY"), encoding="utf-8")
+    before = generator_fingerprint()
+
+    monkeypatch.setattr(sample_set, "DOCUMENTS_PATH", edited)
+
+    assert generator_fingerprint() != before
+    assert not sample_set_is_current(sample_folder)  # so the folder would be written again
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        (lambda docs: docs[0].update(look={"widht": 600}), "widht"),
+        (lambda docs: docs[0]["meta"].append({"left": "A", "pair": ["B", "C"]}), "exactly one"),
+        (lambda docs: docs[1].update(item_id=docs[0]["item_id"]), "unique"),
+        (lambda docs: docs[2].update(template="letter"), "template"),
+    ],
+)
+def test_a_bad_data_file_is_a_config_error_naming_it(
+    change, complaint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = json.loads(sample_set.DOCUMENTS_PATH.read_text(encoding="utf-8"))
+    change(data["documents"])
+    broken = tmp_path / "sample_documents.json"
+    broken.write_text(json.dumps(data), encoding="utf-8")
+    monkeypatch.setattr(sample_set, "DOCUMENTS_PATH", broken)
+
+    with pytest.raises(ConfigError, match=complaint) as raised:
+        sample_set._read_data_file()
+    assert str(broken) in str(raised.value)
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Tests for utils/storage.py: atomic JSON, durable JSONL, locks, schema versions.
+"""Tests for utils/storage/: atomic JSON, durable JSONL, locks, schema versions, read-only folders.
 
 The crash tests kill a real child process (testkit/storage_writer.py) with
 SIGKILL at random moments and check what is left on disk.
@@ -9,11 +9,15 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import random
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,19 +25,22 @@ from filelock import FileLock
 from pydantic import ValidationError
 
 from testkit.storage_writer import StressRecord, make_record
-from utils import storage
 from utils.errors import StorageError
 from utils.storage import (
     CorruptDataFile,
     MissingDataFile,
     VersionedRecord,
     append_jsonl,
+    atomic,
     atomic_write_json,
+    jsonl,
     list_corrupt,
+    lock_path_for,
+    new_run_id,
     read_json,
     read_json_or_none,
     read_jsonl,
-    register_migration,
+    utc_now_iso,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -50,46 +57,12 @@ class Page(VersionedRecord):
 
 
 class Note(VersionedRecord):
-    """Version 2 split version 1's ``body`` into ``title`` and ``text``."""
+    """At version 2: a version 1 record (an older layout) cannot be read."""
 
     SCHEMA_VERSION = 2
 
     title: str
     text: str
-
-
-@register_migration(Note, from_version=1)
-def _note_split_body(raw: dict) -> dict:
-    title, _, text = raw.pop("body").partition("\n")
-    return {**raw, "title": title, "text": text}
-
-
-class Counter(VersionedRecord):
-    """Version 2 renamed ``n`` to ``count``; version 3 added ``unit``."""
-
-    SCHEMA_VERSION = 3
-
-    count: int
-    unit: str
-
-
-@register_migration(Counter, from_version=1)
-def _counter_rename_n(raw: dict) -> dict:
-    raw["count"] = raw.pop("n")
-    return raw
-
-
-@register_migration(Counter, from_version=2)
-def _counter_add_unit(raw: dict) -> dict:
-    return {**raw, "unit": "pages"}
-
-
-class Orphan(VersionedRecord):
-    """At version 2 with no migration from 1: version 1 records cannot be read."""
-
-    SCHEMA_VERSION = 2
-
-    value: int
 
 
 @pytest.fixture
@@ -137,7 +110,7 @@ def test_records_built_in_code_get_the_current_version() -> None:
 
 
 def test_validating_an_old_version_directly_fails() -> None:
-    with pytest.raises(ValidationError, match="migrations"):
+    with pytest.raises(ValidationError, match="not the current version"):
         Note.model_validate({"schema_version": 1, "title": "t", "text": "x"})
 
 
@@ -222,51 +195,14 @@ def test_unknown_or_missing_schema_version_is_invalid(tmp_path: Path, record: di
     assert len(list_corrupt(tmp_path / ".corrupt")) == 1
 
 
-def test_migration_from_v1_to_v2_is_applied_on_read(tmp_path: Path) -> None:
-    path = _write_raw(tmp_path / "note.json", json.dumps({"schema_version": 1, "body": "Hi\nyou"}))
+def test_record_of_an_older_version_is_invalid_and_moved_aside(tmp_path: Path) -> None:
+    path = _write_raw(tmp_path / "note.json", json.dumps({"schema_version": 1, "body": "Hi"}))
 
-    assert read_json(path, Note) == Note(title="Hi", text="you")
-
-
-def test_migrations_chain_across_versions(tmp_path: Path) -> None:
-    path = _write_raw(tmp_path / "counter.json", json.dumps({"schema_version": 1, "n": 4}))
-
-    assert read_json(path, Counter) == Counter(count=4, unit="pages")
-
-
-def test_rewriting_a_migrated_record_stores_the_current_version(tmp_path: Path) -> None:
-    path = _write_raw(tmp_path / "counter.json", json.dumps({"schema_version": 2, "count": 4}))
-
-    atomic_write_json(path, read_json(path, Counter))
-
-    assert json.loads(path.read_text()) == {"schema_version": 3, "count": 4, "unit": "pages"}
-
-
-def test_record_without_a_migration_path_is_invalid(tmp_path: Path) -> None:
-    path = _write_raw(tmp_path / "orphan.json", json.dumps({"schema_version": 1, "value": 1}))
-
-    with pytest.raises(CorruptDataFile, match="no migration"):
-        read_json(path, Orphan)
-
-
-def test_migration_that_cannot_handle_a_record_makes_it_invalid(tmp_path: Path) -> None:
-    path = _write_raw(tmp_path / "note.json", json.dumps({"schema_version": 1, "text": "no body"}))
-
-    with pytest.raises(CorruptDataFile, match="migration from schema_version 1 failed"):
+    with pytest.raises(CorruptDataFile, match="older than this app reads"):
         read_json(path, Note)
 
-
-def test_register_migration_rejects_impossible_and_duplicate_versions() -> None:
-    class Draft(VersionedRecord):
-        SCHEMA_VERSION = 2
-
-    with pytest.raises(ValueError, match="cannot lead"):
-        register_migration(Draft, from_version=2)
-    with pytest.raises(ValueError, match="cannot lead"):
-        register_migration(Draft, from_version=0)
-    register_migration(Draft, from_version=1)(dict)
-    with pytest.raises(ValueError, match="already has"):
-        register_migration(Draft, from_version=1)(dict)
+    assert not path.exists()
+    assert len(list_corrupt(tmp_path / ".corrupt")) == 1
 
 
 def test_value_that_is_not_json_raises_and_keeps_the_old_file(tmp_path: Path) -> None:
@@ -293,7 +229,7 @@ def test_failed_fsync_keeps_the_old_file_and_no_temp(
     def disk_full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(storage.os, "fsync", disk_full)
+    monkeypatch.setattr(atomic.os, "fsync", disk_full)
     with pytest.raises(StorageError, match="No space left") as raised:
         atomic_write_json(path, {"schema_version": 1, "generation": 2})
 
@@ -320,7 +256,8 @@ def test_lock_held_too_long_raises_storage_error(tmp_path: Path) -> None:
     jsonl_path = tmp_path / "log.jsonl"
     atomic_write_json(json_path, {"schema_version": 1, "generation": 1})
 
-    with FileLock(f"{json_path}.lock"), FileLock(f"{jsonl_path}.lock"):
+    locks = tmp_path / ".locks"
+    with FileLock(locks / "state.json.lock"), FileLock(locks / "log.jsonl.lock"):
         with pytest.raises(StorageError, match="locked by another writer") as raised:
             atomic_write_json(json_path, {"schema_version": 1, "generation": 2}, lock_timeout=0.1)
         assert raised.value.hint
@@ -331,12 +268,14 @@ def test_lock_held_too_long_raises_storage_error(tmp_path: Path) -> None:
     assert not jsonl_path.exists()
 
 
-def test_lock_files_sit_next_to_the_data_file(tmp_path: Path) -> None:
+def test_lock_files_are_kept_in_one_hidden_folder(tmp_path: Path) -> None:
     atomic_write_json(tmp_path / "state.json", {"schema_version": 1})
     append_jsonl(tmp_path / "log.jsonl", {"schema_version": 1})
 
-    assert (tmp_path / "state.json.lock").exists()
-    assert (tmp_path / "log.jsonl.lock").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".locks", "log.jsonl", "state.json"]
+    assert lock_path_for(tmp_path / "state.json") == tmp_path / ".locks" / "state.json.lock"
+    assert lock_path_for(tmp_path / "state.json").exists()
+    assert lock_path_for(tmp_path / "log.jsonl").exists()
 
 
 def test_list_corrupt_of_a_missing_folder_is_empty(tmp_path: Path) -> None:
@@ -404,19 +343,22 @@ def test_many_bad_lines_log_a_total_instead_of_each(
     path = _write_raw(tmp_path / "noise.jsonl", "garbage\n" * 100)
 
     assert read_jsonl(path, Page).skipped == 100
-    assert len(storage_warnings.records) == storage._MAX_LOGGED_SKIPS + 1
+    assert len(storage_warnings.records) == jsonl._MAX_LOGGED_SKIPS + 1
     assert "100 lines skipped in all" in storage_warnings.text
 
 
-def test_jsonl_records_are_migrated_on_read(tmp_path: Path) -> None:
+def test_jsonl_records_of_an_older_version_are_skipped(
+    tmp_path: Path, storage_warnings: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "notes.jsonl"
     _write_raw(path, json.dumps({"schema_version": 1, "body": "Old\nnote"}) + "\n")
     append_jsonl(path, Note(title="New", text="note"))
 
     result = read_jsonl(path, Note)
 
-    assert result.records == [Note(title="Old", text="note"), Note(title="New", text="note")]
-    assert result.skipped == 0
+    assert result.records == [Note(title="New", text="note")]
+    assert result.skipped == 1
+    assert "line 1 skipped: schema_version 1 is older than this app reads" in storage_warnings.text
 
 
 def test_torn_last_line_is_skipped_then_cut_by_the_next_append(
@@ -457,13 +399,129 @@ def test_torn_line_longer_than_one_search_chunk_is_cut(tmp_path: Path) -> None:
     path = tmp_path / "log.jsonl"
     append_jsonl(path, make_record(0, 3))
     with path.open("ab") as log:
-        log.write(b"x" * (3 * storage._TAIL_CHUNK + 17))
+        log.write(b"x" * (3 * jsonl._TAIL_CHUNK + 17))
 
     append_jsonl(path, make_record(1, 3))
 
     result = read_jsonl(path, StressRecord)
     assert [record.id for record in result.records] == [0, 1]
     assert result.skipped == 0
+
+
+# --------------------------------------------------------------------------- read-only folders
+
+
+@pytest.fixture
+def filled_folder(tmp_path: Path) -> Path:
+    """A data folder with a JSON file and a JSONL log, and no lock files yet (e.g. restored)."""
+    folder = tmp_path / "results"
+    atomic_write_json(folder / "page.json", Page(title="kept", words=[], score=1.0))
+    append_jsonl(folder / "log.jsonl", make_record(0, 5))
+    shutil.rmtree(folder / ".locks")
+    return folder
+
+
+def _refuse_writes_under(monkeypatch: pytest.MonkeyPatch, folder: Path, error: int) -> None:
+    """Make ``folder`` act read-only for this process (root ignores chmod, so simulate it)."""
+    real_open, real_mkdir = os.open, os.mkdir
+    writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+
+    def open_read_only(path, flags, *args, **kwargs):
+        if Path(path).is_relative_to(folder) and flags & writing:
+            raise OSError(error, os.strerror(error), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    def mkdir_read_only(path, *args, **kwargs):
+        if Path(path).is_relative_to(folder):
+            raise OSError(error, os.strerror(error), str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_read_only)
+    monkeypatch.setattr(os, "mkdir", mkdir_read_only)
+
+
+def _check_reads_work_and_writes_fail_clearly(folder: Path) -> None:
+    before = sorted(path.name for path in folder.iterdir())
+
+    assert read_json(folder / "page.json", Page).title == "kept"
+    assert [record.id for record in read_jsonl(folder / "log.jsonl", StressRecord).records] == [0]
+    for write in (
+        lambda: atomic_write_json(folder / "page.json", Page(title="new", words=[], score=0.0)),
+        lambda: append_jsonl(folder / "log.jsonl", make_record(1, 5)),
+        lambda: atomic_write_json(folder / "new.json", {"schema_version": 1}),
+    ):
+        with pytest.raises(StorageError) as raised:
+            write()
+        assert f"the folder {folder} is read-only" in raised.value.message
+        assert f"make {folder} writable" in (raised.value.hint or "")
+
+    assert sorted(path.name for path in folder.iterdir()) == before
+
+
+@pytest.mark.parametrize("error", [errno.EACCES, errno.EROFS], ids=["denied", "read-only-fs"])
+def test_read_only_folder_is_read_and_writes_fail_naming_it(
+    filled_folder: Path, monkeypatch: pytest.MonkeyPatch, error: int
+) -> None:
+    _refuse_writes_under(monkeypatch, filled_folder, error)
+
+    _check_reads_work_and_writes_fail_clearly(filled_folder)
+
+
+@pytest.mark.skipif(
+    os.name != "posix" or os.geteuid() == 0, reason="needs POSIX permissions; root ignores them"
+)
+def test_folder_made_read_only_by_chmod_is_read_and_writes_fail_naming_it(
+    filled_folder: Path,
+) -> None:
+    filled_folder.chmod(0o555)
+    try:
+        _check_reads_work_and_writes_fail_clearly(filled_folder)
+    finally:
+        filled_folder.chmod(0o755)
+
+
+def test_corrupt_file_in_a_read_only_folder_is_left_in_place(
+    filled_folder: Path, monkeypatch: pytest.MonkeyPatch, storage_warnings
+) -> None:
+    bad = _write_raw(filled_folder / "bad.json", "{" + SECRET)
+    _refuse_writes_under(monkeypatch, filled_folder, errno.EROFS)
+
+    assert read_json_or_none(bad, Page) is None
+    with pytest.raises(CorruptDataFile, match="could not be moved aside"):
+        read_json(bad, Page)
+
+    assert bad.read_text() == "{" + SECRET
+    assert not (filled_folder / ".corrupt").exists()
+    assert "bad.json is corrupt" in storage_warnings.text
+    assert "left in place" in storage_warnings.text
+    assert SECRET not in storage_warnings.text
+
+
+# --------------------------------------------------------------------------- ids
+
+
+def test_run_ids_sort_by_time_and_differ_within_a_second() -> None:
+    ids = {new_run_id() for _ in range(50)}
+
+    assert len(ids) == 50
+    for run_id in ids:
+        assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", run_id)
+        stamp = datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        assert abs((datetime.now(UTC) - stamp).total_seconds()) < 60
+
+
+@pytest.mark.parametrize(
+    ("timespec", "pattern"),
+    [
+        ("seconds", r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00"),
+        ("microseconds", r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00"),
+    ],
+)
+def test_utc_timestamps_are_iso_8601_in_utc(timespec: str, pattern: str) -> None:
+    stamp = utc_now_iso(timespec=timespec)
+
+    assert re.fullmatch(pattern, stamp)
+    assert abs((datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds()) < 60
 
 
 # --------------------------------------------------------------------------- child processes

@@ -351,7 +351,7 @@ def tiny_vlms(tmp_path_factory: pytest.TempPathFactory):
 
 
 def ocr_with_tiny_model(tiny_vlms, family: str, preset: str, **fields) -> OcrResult:
-    from models.chat.hf_backend import backend_key, load_backend
+    from models.chat.hf_loading import backend_key, load_backend
     from models.runtime.manager import get_manager
 
     entry = make_entry(

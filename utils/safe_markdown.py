@@ -4,7 +4,14 @@ Streamlit never renders raw HTML unless asked (we never ask), so tags already
 show as text. What Markdown itself can still do is load a remote image the
 moment the text is shown, or carry a ``javascript:`` link. Outside code
 blocks and code spans, image syntax is escaped so it shows as text, and
-links whose scheme is not http(s) or mailto lose their link syntax.
+links whose scheme is not http(s) or mailto lose their link syntax. Dollar
+signs are escaped too: a ``$...$`` pair would be typeset by KaTeX, and
+``$\rule{5000em}{5000em}$`` draws a block tall enough to bury the page (and
+receipts are full of dollar amounts that are not math).
+
+Strings that are not meant as Markdown at all (file names, server errors, model
+ids, labels) go through ``escape_markdown``: every punctuation character is
+escaped, so they show exactly as written.
 """
 
 from __future__ import annotations
@@ -17,6 +24,15 @@ _IMAGE = re.compile(r"!\[")
 _LINK_TARGET = re.compile(r"\]\(\s*<?\s*([a-zA-Z][a-zA-Z0-9+.-]*):")
 _AUTOLINK = re.compile(r"<\s*([a-zA-Z][a-zA-Z0-9+.-]*):[^>]*>")
 _ALLOWED_SCHEMES = {"http", "https", "mailto"}
+# A "$" not already escaped (preceded by an even number of backslashes).
+_MATH_DOLLAR = re.compile(r"(?<!\\)((?:\\\\)*)\$")
+# CommonMark lets a backslash escape any ASCII punctuation character.
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def escape_markdown(text: object) -> str:
+    """``text`` as literal text inside any Markdown-rendering Streamlit element."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", str(text))
 
 
 def safe_markdown(text: str) -> str:
@@ -44,6 +60,7 @@ def _outside_code_spans(line: str) -> str:
 
 
 def _neutralise(text: str) -> str:
+    text = _MATH_DOLLAR.sub(r"\1\\$", text)
     text = _IMAGE.sub(r"!\\[", text)
     text = _LINK_TARGET.sub(_escape_bad_link, text)
     return _AUTOLINK.sub(_escape_bad_autolink, text)

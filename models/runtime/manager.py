@@ -5,7 +5,7 @@ thread, so models live here, process-wide, keyed by the caller (a config hash).
 ``get_or_load`` loads a key once however many threads ask; before a load it
 unloads least-recently-used models until the estimate fits the RAM or GPU
 budget and ``max_loaded``. Budgets are bookkeeping on estimates
-(``estimate_model_bytes``), not measurements: they keep a laptop from swapping
+(``models.runtime.memory``), not measurements: they keep a laptop from swapping
 itself to death, they do not replace the OOM handling.
 
 torch is never imported here: GPU facts are read only when the loaders have
@@ -14,179 +14,35 @@ already imported it.
 
 from __future__ import annotations
 
-import gc
-import json
 import logging
-import struct
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psutil
 
+from models.runtime.gpu import is_out_of_memory
+from models.runtime.memory import (
+    GIB,
+    default_vram_budget,
+    format_bytes,
+    free_memory,
+    memory_pool,
+    pool_name,
+)
 from utils.errors import GenerationError, ModelUnavailable
 
 if TYPE_CHECKING:
     from models.config import RuntimeSettings
-from models.runtime.gpu import cuda_in_use, is_out_of_memory
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-GIB = 1024**3
 RAM_BUDGET_SHARE = 0.8  # of the RAM available when the manager is created
-VRAM_BUDGET_SHARE = 0.9  # of each GPU's total memory
-RUNTIME_OVERHEAD = 1.2  # buffers, activations, allocator slack on top of the weights
-# bitsandbytes quantizes Linear layers; embeddings, norms and lm_head stay in the
-# compute dtype. In small VLMs they are roughly a tenth of the parameters.
-UNQUANTIZED_SHARE = 0.1
-QUANTIZED_BYTES_PER_PARAM = {"8bit": 1.0, "4bit": 0.5}
-DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2, "float64": 8}
-_MAX_SAFETENSORS_HEADER = 100 * 1024**2
-# device_map values that let accelerate place the model: on the GPU when there is one.
-_PLACED_BY_ACCELERATE = {"auto", "balanced", "balanced_low_0", "sequential"}
-
-
-# --- estimates ---------------------------------------------------------------------------
-
-
-def estimate_model_bytes(path: Path, dtype: str, quantization: str) -> int:
-    """Memory a model in ``path`` needs once loaded with ``dtype`` and ``quantization``.
-
-    From the weight files' sizes and the stored dtype (safetensors headers, else
-    config.json), scaled to the target dtype ("auto" keeps the stored one) or to
-    8-/4-bit, plus ``RUNTIME_OVERHEAD``. 0 when the folder holds no weight files.
-    """
-    files = weight_files(Path(path))
-    stored_bytes = sum(f.stat().st_size for f in files)
-    if stored_bytes == 0:
-        return 0
-    config = _read_config(Path(path))
-    if config.get("quantization_config"):
-        # A pre-quantized checkpoint (bnb, AWQ, GPTQ) loads at the size it is stored.
-        return int(stored_bytes * RUNTIME_OVERHEAD)
-    params = _safetensors_parameter_count(files) or stored_bytes / _stored_dtype_bytes(config)
-    stored_per_param = stored_bytes / params
-    per_param = DTYPE_BYTES.get(dtype, stored_per_param)  # "auto" keeps what is stored
-    if quantization in QUANTIZED_BYTES_PER_PARAM:
-        quantized = QUANTIZED_BYTES_PER_PARAM[quantization]
-        per_param = (1 - UNQUANTIZED_SHARE) * quantized + UNQUANTIZED_SHARE * per_param
-    return int(params * per_param * RUNTIME_OVERHEAD)
-
-
-def weight_files(folder: Path) -> list[Path]:
-    """The files transformers would load: *.safetensors, else *.bin checkpoints."""
-    if not folder.is_dir():
-        return []
-    safetensors = sorted(folder.glob("*.safetensors"))
-    if safetensors:
-        return safetensors
-    return sorted(p for p in folder.glob("*.bin") if p.name != "training_args.bin")
-
-
-def _read_config(folder: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _stored_dtype_bytes(config: dict[str, Any]) -> float:
-    """Bytes per parameter the checkpoint was saved with, per config.json."""
-    for section in (config, config.get("text_config") or {}):
-        for key in ("dtype", "torch_dtype"):
-            value = section.get(key) if isinstance(section, dict) else None
-            if isinstance(value, str) and value.removeprefix("torch.") in DTYPE_BYTES:
-                return DTYPE_BYTES[value.removeprefix("torch.")]
-    return 4  # checkpoints saved without a dtype were float32 by convention
-
-
-def _safetensors_parameter_count(files: list[Path]) -> int | None:
-    """Exact parameter count from safetensors headers; None if any file is not one."""
-    total = 0
-    for path in files:
-        count = _safetensors_file_parameters(path) if path.suffix == ".safetensors" else None
-        if count is None:
-            return None
-        total += count
-    return total or None
-
-
-def _safetensors_file_parameters(path: Path) -> int | None:
-    """Elements in one safetensors file, read from its JSON header (8-byte length first)."""
-    try:
-        with path.open("rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            if not 0 < length <= min(_MAX_SAFETENSORS_HEADER, path.stat().st_size - 8):
-                return None
-            header = json.loads(handle.read(length))
-    except (OSError, ValueError, struct.error):
-        return None
-    if not isinstance(header, dict):
-        return None
-    count = 0
-    for name, tensor in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            elements = 1
-            for dim in tensor["shape"]:
-                elements *= int(dim)
-        except (TypeError, KeyError, ValueError):
-            return None
-        count += elements
-    return count
-
-
-# --- memory pools ------------------------------------------------------------------------
-
-
-def memory_pool(device: str) -> str:
-    """Which budget a model on ``device`` counts against: "ram" or "cuda:N"."""
-    name = device.strip().lower()
-    if name.startswith("cuda"):
-        index = name.partition(":")[2] or "0"
-        return f"cuda:{index}"
-    if name in _PLACED_BY_ACCELERATE and cuda_in_use() is not None:
-        return "cuda:0"
-    return "ram"
-
-
-def _default_vram_budget(pool: str) -> int | None:
-    """90% of the card behind ``pool``; None (no limit known) without torch+CUDA."""
-    if not cuda_in_use() is not None:
-        return None
-    try:
-        total = cuda_in_use().get_device_properties(int(pool.split(":")[1])).total_memory
-    except Exception:
-        return None
-    return int(total * VRAM_BUDGET_SHARE)
-
-
-def _free_memory() -> None:
-    """Collect garbage and hand cached GPU blocks back, so the memory shows as free."""
-    gc.collect()
-    if cuda_in_use() is not None:
-        try:
-            cuda_in_use().empty_cache()
-        except Exception as exc:
-            logger.debug("torch.cuda.empty_cache failed: %s", exc)
-
-
-def format_bytes(count: float) -> str:
-    if count >= GIB / 10:
-        return f"{count / GIB:.1f} GiB"
-    return f"{count / 1024**2:.0f} MiB"
-
-
-def _pool_name(pool: str) -> str:
-    return "RAM" if pool == "ram" else f"GPU memory on {pool}"
 
 
 # --- the manager -------------------------------------------------------------------------
@@ -324,7 +180,7 @@ class ModelManager:
         """After an out-of-memory error while using ``key``: unload it and free memory."""
         logger.warning("out of memory with %s: unloading it", key)
         if not self.unload(key):
-            _free_memory()
+            free_memory()
 
     # admission
 
@@ -362,7 +218,7 @@ class ModelManager:
             return
         setting = "ram_budget_gb" if pool == "ram" else "vram_budget_gb"
         raise ModelUnavailable(
-            f"{label} needs about {format_bytes(estimate)} of {_pool_name(pool)}, "
+            f"{label} needs about {format_bytes(estimate)} of {pool_name(pool)}, "
             f"but the budget is {format_bytes(budget)}",
             hint="set `quantization: 4bit` in the model's profile entry, use a smaller model, "
             f"or serve it with vLLM/Ollama (backend: openai); raise runtime.{setting} only if "
@@ -372,7 +228,7 @@ class ModelManager:
     def _budget(self, pool: str) -> int | None:
         if pool == "ram":
             return self._ram_budget
-        return self._vram_budget or _default_vram_budget(pool)
+        return self._vram_budget or default_vram_budget(pool)
 
     def _used(self, pool: str) -> int:
         loaded = sum(e.info.bytes for e in self._entries.values() if e.pool == pool)
@@ -474,7 +330,7 @@ class ModelManager:
             )
             _close(entry.obj)
             del entry  # the manager's last reference, so gc below can free it
-        _free_memory()
+        free_memory()
 
 
 def _close(obj: Any) -> None:

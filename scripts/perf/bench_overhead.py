@@ -3,8 +3,8 @@
     python scripts/perf/bench_overhead.py [--items 300]
 
 Builds a pairs dataset of tiny images with receipt-sized ground truth (about 30
-lines) in a temp folder, registers an engine that returns a slightly wrong copy
-of the truth at once, and runs it through ``run_benchmark``: what remains is
+lines) in a temp folder, hands ``run_benchmark`` an engine that returns a slightly
+wrong copy of the truth at once: what remains is
 scoring, the durable append of each record (fsync), progress and bookkeeping.
 Prints the overhead per item (target: under 5 ms), with the durable append
 measured on its own.
@@ -29,12 +29,9 @@ from models.config import load_config  # noqa: E402
 from testkit.profiles import write_test_profile  # noqa: E402
 from utils.bench import store  # noqa: E402
 from utils.bench.datasets import load_dataset  # noqa: E402
-from utils.bench.runner import (  # noqa: E402
-    BenchRequest,
-    Prediction,
-    register_bench_engine,
-    run_benchmark,
-)
+from utils.bench.engines import Prediction  # noqa: E402
+from utils.bench.plan import BenchRequest  # noqa: E402
+from utils.bench.runner import run_benchmark  # noqa: E402
 from utils.storage import append_jsonl  # noqa: E402
 
 WORDS = ["TOTAL", "CASH", "CHANGE", "COFFEE", "BREAD", "SDN", "BHD", "JALAN", "12.50", "RM"]
@@ -69,7 +66,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=300)
     args = parser.parse_args()
-    register_bench_engine("instant", lambda config: InstantEngine())
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as name:
         tmp = Path(name)
         write_dataset(tmp / "set", args.items)
@@ -81,7 +77,10 @@ def main() -> None:
         stamps: list[float] = []
         started = time.perf_counter()
         outcome = run_benchmark(
-            loaded, request, progress=lambda *_: stamps.append(time.perf_counter())
+            loaded,
+            request,
+            progress=lambda *_: stamps.append(time.perf_counter()),
+            engine_factory=lambda name, config: InstantEngine(),
         )
         run_s = time.perf_counter() - started
         assert outcome.summary.items_recorded == args.items

@@ -5,7 +5,7 @@
 Creates, in a temp data folder, ``--runs`` runs holding ``--items`` records each
 (100,000 records by default) plus one run of ``--big`` items, then times:
 
-- ``list_runs`` — what the page calls to open (target: under 2 s);
+- ``list_bench_runs`` — what the page calls to open (target: under 2 s);
 - ``open_run`` on the big run — opening one run (target: under 1 s);
 - ``compare_runs`` on two runs.
 
@@ -26,14 +26,17 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from utils.bench import store  # noqa: E402
-from utils.bench.runner import (  # noqa: E402
-    build_summary,
-    compare_runs,
-    open_run,
-    package_versions,
-    score_prediction,
+from utils.bench.compare import compare_runs  # noqa: E402
+from utils.bench.environment import package_versions  # noqa: E402
+from utils.bench.records import (  # noqa: E402
+    DatasetInfo,
+    EngineInfo,
+    HardwareInfo,
+    ItemRecord,
+    Manifest,
 )
-from utils.bench.store import DatasetInfo, EngineInfo, HardwareInfo, ItemRecord, Manifest  # noqa: E402
+from utils.bench.runs import open_run  # noqa: E402
+from utils.bench.scoring import build_summary, score_prediction  # noqa: E402
 from utils.storage import atomic_write_bytes  # noqa: E402
 
 WORDS = [
@@ -148,9 +151,9 @@ def main() -> None:
             f"created {args.runs} runs, {total_items} item records "
             f"in {time.perf_counter() - started:.1f} s"
         )
-        cold, best = timed(lambda: store.list_runs(data_dir))
-        count = len(store.list_runs(data_dir))
-        print(f"list_runs ({count} runs):       first {cold:.3f} s, best {best:.3f} s  (< 2 s)")
+        cold, best = timed(lambda: store.list_bench_runs(data_dir))
+        count = len(store.list_bench_runs(data_dir))
+        print(f"list_bench_runs ({count} runs): first {cold:.3f} s, best {best:.3f} s  (< 2 s)")
         cold, best = timed(lambda: open_run(data_dir, big))
         print(f"open_run ({args.big} items):    first {cold:.3f} s, best {best:.3f} s  (< 1 s)")
         cold, best = timed(lambda: compare_runs(data_dir, [big, run_ids[0]]))

@@ -1,6 +1,6 @@
 """Kill `cli.py bench run` at random points, resume it, and check nothing is lost or doubled.
 
-    python scripts/perf/bench_resume_kill.py [--kills 20] [--items 300] [--engine killfake|rapidocr]
+    python scripts/perf/bench_resume_kill.py [--kills 20] [--items 300] [--engine served|rapidocr]
 
 In a temp data folder (a profile that ``extends`` the repository's config.yaml,
 made active with $CHATVLM_CONFIG) and on a generated pairs set, it:
@@ -10,13 +10,14 @@ made active with $CHATVLM_CONFIG) and on a generated pairs set, it:
    at a random moment, and starts it again with the same --run-id — ``--kills``
    times — then lets it finish;
 3. checks every (engine, item) is recorded exactly once in items.jsonl, with no
-   unreadable line, and that the summary equals the reference's (latency too
-   with the fake engine, which reports a fixed time; memory is per process).
+   unreadable line, and that the summary equals the reference's (speed and memory
+   left out: they are measured, per process).
 
-The default engine, ``killfake``, is registered by this module when the CLI
-imports it through $CHATVLM_BENCH_ENGINES: it sleeps $CHATVLM_KILLFAKE_DELAY
-seconds per item (default 0.03) and returns a slightly wrong copy of the truth.
-``--engine rapidocr`` uses the real built-in engine on rendered lines instead.
+The default engine, ``served``, is a catalog entry of the profile served by the
+fake OpenAI server (testkit/fake_openai_server.py) running in this script: it
+answers each page after ``--delay`` seconds (default 0.03), with up to
+``--concurrency`` items in flight, so kills land mid-request as with a real
+server. ``--engine rapidocr`` uses the real built-in engine on rendered lines.
 """
 
 from __future__ import annotations
@@ -37,35 +38,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from testkit.fake_openai_server import FakeOpenAIServer, Hang  # noqa: E402
 from testkit.profiles import write_test_profile  # noqa: E402
-from utils.bench.runner import Prediction, register_bench_engine  # noqa: E402
+from testkit.served_engine import served_ocr_yaml  # noqa: E402
 
-PLUGIN_MODULE = "scripts.perf.bench_resume_kill"
-DELAY_ENV_VAR = "CHATVLM_KILLFAKE_DELAY"
+SERVED_ENGINE = "served"
 RUN_ID = "20250101T000000Z-0c0ffe"
 REFERENCE_RUN_ID = "20250101T000000Z-0000a0"
+PROBE_RUN_ID = "20250101T000000Z-0000b0"
 WORDS = ["TOTAL", "CASH", "CHANGE", "COFFEE", "BREAD", "TEA", "RICE", "12.50", "RM", "4.00"]
-
-
-class KillFakeEngine:
-    """Sleeps, then answers the truth with the last character of every line wrong."""
-
-    name = "killfake"
-    backend = "fake"
-    concurrency = 1
-
-    def __init__(self) -> None:
-        self.delay = float(os.environ.get(DELAY_ENV_VAR, "0.03"))
-
-    def run(self, item) -> Prediction:
-        time.sleep(self.delay)
-        lines = (item.text or "").splitlines()
-        text = "\n".join(line[:-1] + "#" for line in lines if line)
-        fields = {k: v for k, v in (item.fields or {}).items() if k != "date"}
-        return Prediction(text=text, fields=fields, seconds=self.delay)
-
-
-register_bench_engine("killfake", lambda config: KillFakeEngine())
 
 
 # --------------------------------------------------------------------------- set-up
@@ -114,7 +95,6 @@ def cli_env(profile: Path) -> dict[str, str]:
     return {
         **os.environ,
         "CHATVLM_CONFIG": str(profile),
-        "CHATVLM_BENCH_ENGINES": PLUGIN_MODULE,
         "HF_HUB_OFFLINE": "1",
         "OMP_THREAD_LIMIT": "1",
     }
@@ -130,6 +110,21 @@ def run_to_end(command: list[str], env: dict[str, str]) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"bench run failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return json.loads(proc.stdout)
+
+
+def first_record_seconds(command: list[str], env: dict[str, str], items: Path) -> float:
+    """Seconds from starting a run until its first record is on disk: the start-up
+    (imports, dataset, engine and client set-up) a kill must outlast to hit real work."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    while count_lines(items)[0] == 0 and proc.poll() is None:
+        time.sleep(0.01)
+    seconds = time.perf_counter() - started
+    proc.kill()
+    proc.wait()
+    return seconds
 
 
 def items_file(tmp: Path, run_id: str) -> Path:
@@ -186,59 +181,84 @@ def check_records(path: Path) -> dict[str, int]:
     }
 
 
-def comparable(summary: dict, with_speed: bool) -> list[dict]:
-    memory = {"peak_rss_bytes", "peak_vram_bytes"}
-    speed = {
-        "latency_mean_s",
-        "latency_p50_s",
-        "latency_p95_s",
-        "pages_per_minute",
-        "tokens_out",
-        "output_tokens_per_s",
+MEASURED = {
+    "latency_mean_s",
+    "latency_p50_s",
+    "latency_p95_s",
+    "pages_per_minute",
+    "tokens_out",
+    "output_tokens_per_s",
+    "peak_rss_bytes",
+    "peak_vram_bytes",
+}
+
+
+def comparable(summary: dict) -> list[dict]:
+    """Per-engine results without what is measured (time, memory), which differs per run."""
+    return [{k: v for k, v in e.items() if k not in MEASURED} for e in summary["engines"]]
+
+
+def write_profile(tmp: Path, engine: str, server: FakeOpenAIServer, concurrency: int) -> Path:
+    """The test profile; with the served engine, its catalog entry pointing at ``server``."""
+    if engine != SERVED_ENGINE:
+        return write_test_profile(tmp)
+    extra = served_ocr_yaml(server.base_url, model_id=SERVED_ENGINE, concurrency=concurrency)
+    return write_test_profile(tmp, extra)
+
+
+def kill_and_resume(args: argparse.Namespace, tmp: Path, server: FakeOpenAIServer) -> dict:
+    """The reference run, the kill loop and the final resume; what to report."""
+    dataset = tmp / "set"
+    write_dataset(dataset, args.items, rendered=args.engine != SERVED_ENGINE)
+    env = cli_env(write_profile(tmp, args.engine, server, args.concurrency))
+    started = time.perf_counter()
+    reference = run_to_end(bench_command(dataset, args.engine, REFERENCE_RUN_ID), env)
+    clean_s = time.perf_counter() - started
+    probe = bench_command(dataset, args.engine, PROBE_RUN_ID)
+    startup_s = first_record_seconds(probe, env, items_file(tmp, PROBE_RUN_ID))
+    # Kills from the start-up (manifest not yet written) into the work, spread so that
+    # together they leave part of the items for the final resume.
+    share = 0.6 * max(0.0, clean_s - startup_s) / args.kills
+    window = (0.05, startup_s + 2 * share)
+    stats = kill_loop(bench_command(dataset, args.engine, RUN_ID), env, args.kills, window, tmp)
+    lines_before_finish, _ = count_lines(items_file(tmp, RUN_ID))
+    final = run_to_end(bench_command(dataset, args.engine, RUN_ID), env)
+    return {
+        "clean_s": clean_s,
+        "startup_s": startup_s,
+        "window": window,
+        "stats": stats,
+        "checks": check_records(items_file(tmp, RUN_ID)),
+        "lines_before_finish": lines_before_finish,
+        "recorded_now": final["recorded_now"],
+        "same": comparable(final["summary"]) == comparable(reference["summary"]),
     }
-    drop = memory if with_speed else memory | speed
-    return [{k: v for k, v in e.items() if k not in drop} for e in summary["engines"]]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--items", type=int, default=300)
-    parser.add_argument("--engine", default="killfake", help="killfake (default) or rapidocr")
-    parser.add_argument("--delay", type=float, default=0.03, help="killfake seconds per item")
+    parser.add_argument("--engine", default=SERVED_ENGINE, help="served (default) or rapidocr")
+    parser.add_argument("--delay", type=float, default=0.03, help="served: seconds per answer")
+    parser.add_argument("--concurrency", type=int, default=4, help="served: items in flight")
     args = parser.parse_args()
-    fake = args.engine == "killfake"
-    with tempfile.TemporaryDirectory(prefix="bench-kill-") as name:
-        tmp = Path(name)
-        dataset = tmp / "set"
-        write_dataset(dataset, args.items, rendered=not fake)
-        env = {**cli_env(write_test_profile(tmp)), DELAY_ENV_VAR: str(args.delay)}
-        started = time.perf_counter()
-        reference = run_to_end(bench_command(dataset, args.engine, REFERENCE_RUN_ID), env)
-        clean_s = time.perf_counter() - started
-        started = time.perf_counter()
-        run_to_end(bench_command(dataset, args.engine, REFERENCE_RUN_ID), env)  # nothing left
-        startup_s = time.perf_counter() - started
-        # Kills from the start-up (manifest not yet written) into the work, spread so that
-        # together they leave part of the items for the final resume.
-        share = 0.6 * max(0.0, clean_s - startup_s) / args.kills
-        window = (0.05, startup_s + 2 * share)
-        stats = kill_loop(bench_command(dataset, args.engine, RUN_ID), env, args.kills, window, tmp)
-        lines_before_finish, _ = count_lines(items_file(tmp, RUN_ID))
-        final = run_to_end(bench_command(dataset, args.engine, RUN_ID), env)
-        checks = check_records(items_file(tmp, RUN_ID))
-    same = comparable(final["summary"], fake) == comparable(reference["summary"], fake)
+    server = FakeOpenAIServer(default=Hang(args.delay))
+    with server, tempfile.TemporaryDirectory(prefix="bench-kill-") as name:
+        result = kill_and_resume(args, Path(name), server)
+    window, checks = result["window"], result["checks"]
     print(
-        f"engine {args.engine}, {args.items} items, clean run {clean_s:.1f} s, "
-        f"start-up {startup_s:.2f} s, kills {window[0]:.2f}-{window[1]:.2f} s after start"
+        f"engine {args.engine}, {args.items} items, clean run {result['clean_s']:.1f} s, "
+        f"first record after {result['startup_s']:.2f} s, "
+        f"kills {window[0]:.2f}-{window[1]:.2f} s after start"
     )
-    for key, value in {**stats, **checks}.items():
+    for key, value in {**result["stats"], **checks}.items():
         print(f"  {key}: {value}")
-    print(f"  recorded before the last resume: {lines_before_finish}/{args.items}")
-    print(f"  recorded by the last resume: {final['recorded_now']}")
-    print(f"  summary equals the uninterrupted run's: {same}")
+    print(f"  recorded before the last resume: {result['lines_before_finish']}/{args.items}")
+    print(f"  recorded by the last resume: {result['recorded_now']}")
+    print(f"  summary equals the uninterrupted run's: {result['same']}")
     ok = (
-        same
+        result["same"]
         and checks["distinct (engine, item)"] == args.items
         and checks["records"] == args.items
         and checks["unreadable lines"] == 0

@@ -4,7 +4,8 @@
 
 Builds a conversation of ``--turns`` question/answer pairs (questions of a few hundred
 characters, answers of one to three thousand, usage attached, a few photo-sized images),
-saving after every turn into a temp folder the way the page does. Prints the mean and
+saving after every turn into a temp folder the way the page does (``append_messages``:
+lock, read the file again, append, write). Prints the mean and
 p95 milliseconds per save and the final file size (target: under 20 ms per save at 100
 turns), then the time to load() the finished conversation, list() cold and warm, and
 to_prompt() cold and warm.
@@ -28,8 +29,10 @@ sys.path.insert(0, str(REPO_ROOT))
 from PIL import Image  # noqa: E402
 
 from models.chat.types import GenerationParams, Usage  # noqa: E402
-from utils.chat.store import ChatStore, StoredImage, StoredMessage  # noqa: E402
-from utils.documents.loader import DocumentLimits  # noqa: E402
+from utils.chat.conversation import StoredImage, StoredMessage  # noqa: E402
+from utils.chat.prompt import to_prompt  # noqa: E402
+from utils.chat.store import ChatStore  # noqa: E402
+from utils.documents.limits import DocumentLimits  # noqa: E402
 
 _VOCABULARY = (
     "the total amount invoice receipt date vendor line item price tax subtotal paid cash card "
@@ -77,10 +80,10 @@ def attach_images(store: ChatStore, rng: random.Random, count: int) -> list[Stor
         data = photo_bytes(rng, (1600, 1200))
         elapsed = timed(
             lambda data=data, number=number: images.append(
-                store.add_image(data, f"photo {number + 1}.jpg")
+                store.images.add(data, f"photo {number + 1}.jpg")
             )
         )
-        print(f"add_image, {len(data) / 1024:.0f} KiB 1600x1200 JPEG: {elapsed:.1f} ms")
+        print(f"images.add, {len(data) / 1024:.0f} KiB 1600x1200 JPEG: {elapsed:.1f} ms")
     return images
 
 
@@ -103,13 +106,17 @@ def run(turns: int, image_count: int, root: Path) -> None:
     save_ms: list[float] = []
     for turn in range(turns):
         attached = [image_turns[turn]] if turn in image_turns else []
-        conversation.messages.append(
-            StoredMessage(role="user", text=prose(rng, rng.randint(80, 500)), images=attached)
+        turn_messages = [
+            StoredMessage(role="user", text=prose(rng, rng.randint(80, 500)), images=attached),
+            StoredMessage(role="assistant", text=prose(rng, rng.randint(1000, 3000)), usage=usage),
+        ]
+        save_ms.append(
+            timed(
+                lambda turn_messages=turn_messages: store.append_messages(
+                    conversation, turn_messages
+                )
+            )
         )
-        conversation.messages.append(
-            StoredMessage(role="assistant", text=prose(rng, rng.randint(1000, 3000)), usage=usage)
-        )
-        save_ms.append(timed(lambda: store.save(conversation)))
 
     path = store.root / f"{conversation.id}.json"
     print(
@@ -121,8 +128,8 @@ def run(turns: int, image_count: int, root: Path) -> None:
     print(f"load, {turns} turns: mean {statistics.mean(load_ms):.2f} ms, p95 {p95(load_ms):.2f} ms")
     cold = ChatStore(store.root, DocumentLimits())
     print(f"list (1 conversation): cold {timed(cold.list):.2f} ms, warm {timed(cold.list):.2f} ms")
-    prompt_cold = timed(lambda: cold.to_prompt(conversation))
-    prompt_warm = timed(lambda: cold.to_prompt(conversation))
+    prompt_cold = timed(lambda: to_prompt(conversation, cold.images))
+    prompt_warm = timed(lambda: to_prompt(conversation, cold.images))
     print(f"to_prompt ({image_count} images): cold {prompt_cold:.1f} ms, warm {prompt_warm:.1f} ms")
 
 

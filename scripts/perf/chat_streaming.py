@@ -3,7 +3,7 @@
     python scripts/perf/chat_streaming.py [--family qwen2_vl] [--runs 15] [--tokens 64]
 
 Builds a tiny random-weight VLM (testkit/tiny_vlms.py) into a temp folder,
-loads it through ``models.chat.hf_backend.load_backend`` and times, on the same prompt
+loads it through ``models.chat.hf_loading.load_backend`` and times, on the same prompt
 (one image + a question), greedy, exactly ``--tokens`` new tokens each
 (``min_new_tokens`` is forced so every run is the same length):
 
@@ -36,7 +36,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from PIL import Image  # noqa: E402
 
-from models.chat.hf_backend import HFVisionBackend, load_backend  # noqa: E402
+from models.chat.hf_backend import HFVisionBackend  # noqa: E402
+from models.chat.hf_loading import load_backend  # noqa: E402
 from models.chat.types import GenerationParams, PromptMessage  # noqa: E402
 from models.config import ModelEntry, RuntimeSettings  # noqa: E402
 from testkit.tiny_vlms import BUILDERS  # noqa: E402

@@ -121,7 +121,7 @@ def measure_engine(items: list[LabelledItem], engine: str, repeat: int = 1) -> N
 
 def visual_order_truth(item: LabelledItem) -> str:
     """The labelled lines read top to bottom, left to right (some CSVs list columns)."""
-    from utils.ocr.layout import reading_order
+    from utils.ocr.reading_order import reading_order
 
     return " ".join(line.text for line in reading_order(item.lines or []))
 

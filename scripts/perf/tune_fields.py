@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from models.config import load_config  # noqa: E402
 from utils.bench.datasets import load_dataset  # noqa: E402
 from utils.bench.metrics import field_correct  # noqa: E402
-from utils.fields.extraction import extract_fields  # noqa: E402
+from utils.fields.extract import extract_fields  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared/data/sroie-dev"
 FIELDS = ("company", "date", "address", "total")

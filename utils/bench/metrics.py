@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from rapidfuzz.distance import Levenshtein
 
 from utils.errors import BadInput
 
@@ -40,52 +41,10 @@ NUMERIC_TOLERANCE = 0.005
 def levenshtein(a: Sequence[Hashable], b: Sequence[Hashable]) -> int:
     """Edit distance (insertions, deletions, substitutions all cost 1) between two sequences.
 
-    Works on strings (characters) and on lists of words alike. Uses Hyyrö's
-    bit-parallel variant of Myers' algorithm with Python integers as bit vectors
-    of any length: one pass over ``b`` with a handful of big-int operations per
-    item, instead of the len(a) × len(b) cells of the textbook DP.
+    Works on strings (characters) and on lists of words alike: rapidfuzz compares
+    the items of any sequence of hashables, in compiled code.
     """
-    if len(a) < len(b):
-        a, b = b, a  # the longer sequence is the bit-vector "pattern": fewer loop turns
-    if not b:
-        return len(a)
-    return _bit_parallel_distance(a, b)
-
-
-def _match_masks(pattern: Sequence[Hashable]) -> dict[Hashable, int]:
-    """For every symbol, a bit mask of the positions where it occurs in ``pattern``."""
-    masks: dict[Hashable, int] = {}
-    for position, symbol in enumerate(pattern):
-        masks[symbol] = masks.get(symbol, 0) | (1 << position)
-    return masks
-
-
-def _bit_parallel_distance(pattern: Sequence[Hashable], text: Sequence[Hashable]) -> int:
-    """Hyyrö (2001) global edit distance; bit i of the vectors is row i of a DP column.
-
-    ``plus_v`` / ``minus_v`` mark where the vertical delta of the current column
-    is +1 / -1; the score tracks the last row, i.e. the distance so far.
-    """
-    masks = _match_masks(pattern)
-    all_rows = (1 << len(pattern)) - 1
-    last_row = 1 << (len(pattern) - 1)
-    plus_v, minus_v, score = all_rows, 0, len(pattern)
-    for symbol in text:
-        match = masks.get(symbol, 0)
-        cross_v = match | minus_v
-        cross_h = (((match & plus_v) + plus_v) ^ plus_v) | match
-        plus_h = (minus_v | ~(cross_h | plus_v)) & all_rows
-        minus_h = plus_v & cross_h
-        if plus_h & last_row:
-            score += 1
-        elif minus_h & last_row:
-            score -= 1
-        # Shifting a 1 into the bottom encodes D[0][j] = j (global, not substring, distance).
-        plus_h = (plus_h << 1) | 1
-        minus_h <<= 1
-        plus_v = (minus_h | ~(cross_v | plus_h)) & all_rows
-        minus_v = plus_h & cross_v
-    return score
+    return Levenshtein.distance(a, b)
 
 
 # ---------------------------------------------------------------------------

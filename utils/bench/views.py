@@ -10,8 +10,9 @@ import difflib
 
 import pandas as pd
 
+from utils.bench.compare import Comparison
 from utils.bench.metrics import METRICS
-from utils.bench.runner import Comparison, RunDetail
+from utils.bench.runs import RunDetail
 from utils.bench.store import RunListing
 
 ACCURACY_METRICS = ("cer", "wer", "word_f1", "field_accuracy")

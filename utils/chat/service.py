@@ -1,8 +1,12 @@
-"""One chat turn: send the conversation to a backend, stream the answer, keep it.
+"""One chat turn: keep the question, stream the answer, keep the answer.
 
 Used by the Chat page and `cli.py chat`. Whatever ends the stream — the last
 token, the Stop button, a server error, the browser going away — the answer
-so far is appended to the conversation and saved before the generator exits.
+so far is saved before the generator exits.
+
+Both halves of a turn are appended to the stored conversation under its lock
+(``ChatStore.append_messages``), never written over it from the copy read at the
+start: two tabs or commands taking turns at once each keep their turn.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from models.chat.types import ChatBackend, GenerationParams, Usage
-from utils.chat.store import ChatStore, Conversation, StoredImage, StoredMessage
+from utils.chat.conversation import Conversation, StoredImage, StoredMessage
+from utils.chat.prompt import to_prompt
+from utils.chat.store import ChatStore
 from utils.errors import GenerationError
 
 logger = logging.getLogger(__name__)
@@ -23,6 +29,15 @@ def new_user_message(text: str, images: list[StoredImage]) -> StoredMessage:
     return StoredMessage(
         role="user", text=text, images=images, created_at=datetime.now(UTC).isoformat()
     )
+
+
+def save_question(
+    store: ChatStore, conversation: Conversation, text: str, images: list[StoredImage]
+) -> StoredMessage:
+    """Append the question to the stored conversation (and to ``conversation``)."""
+    question = new_user_message(text, images)
+    store.append_messages(conversation, [question])
+    return question
 
 
 def stream_answer(
@@ -37,6 +52,7 @@ def stream_answer(
     A ``GenerationError`` is re-raised after the partial answer was saved (marked
     interrupted, with the error). Closing the generator early (a Streamlit rerun,
     Ctrl-C) sets ``stop`` so the model stops too, and saves what was produced.
+    Afterwards ``conversation`` ends with the saved answer.
     """
     stop = stop or threading.Event()
     chunks: list[str] = []
@@ -44,7 +60,7 @@ def stream_answer(
     error: str | None = None
     finished = False
     try:
-        stream = backend.stream(store.to_prompt(conversation), params, stop)
+        stream = backend.stream(to_prompt(conversation, store.images), params, stop)
         for chunk in stream:
             chunks.append(chunk)
             yield chunk
@@ -78,8 +94,7 @@ def _keep_answer(
         error=error,
         created_at=datetime.now(UTC).isoformat(),
     )
-    conversation.messages.append(message)
-    store.save(conversation)
+    store.append_messages(conversation, [message])
     logger.info(
         "answer saved: %d chars, interrupted=%s, error=%s",
         len(text),

@@ -23,19 +23,17 @@ from models.ocr.base import Box, OcrEngine, OcrLine
 from models.registry import create_ocr_engine
 from models.templates import FieldValue
 from utils.cache import MISS, DiskCache, make_key
-from utils.documents.loader import (
-    Document,
-    DocumentLimits,
-    Page,
-    deskew,
-    load_document,
-    rotate_quarter,
-    sanitize_filename,
-)
+from utils.documents.document import Document, load_document
+from utils.documents.geometry import deskew, rotate_quarter
+from utils.documents.limits import DocumentLimits
+from utils.documents.page import Page
+from utils.documents.uploads import sanitize_filename
 from utils.errors import AppError, BadInput, ModelUnavailable
-from utils.fields.extraction import extract_fields
+from utils.fields.extract import extract_fields
+from utils.ocr.budget import TimeBudget, first_expired
 from utils.ocr.cleanup import clean_fragments
-from utils.ocr.layout import reading_order, to_markdown
+from utils.ocr.markdown import to_markdown
+from utils.ocr.reading_order import reading_order
 from utils.storage import VersionedRecord
 
 logger = logging.getLogger(__name__)
@@ -147,14 +145,20 @@ def ocr_file(
     config: AppConfig,
     cache: DiskCache | None = None,
     progress: ProgressCallback | None = None,
+    batch: TimeBudget | None = None,
 ) -> DocumentResult:
     """OCR one uploaded file. Bad input comes back as a result with ``error`` set;
-    a missing engine raises ``ModelUnavailable`` (nothing can run without it)."""
+    a missing engine raises ``ModelUnavailable`` (nothing can run without it).
+
+    Reading stops before the next page once the file's time budget
+    (``ocr.file_time_budget_s``) or the caller's ``batch`` budget has run out; the
+    pages read so far are kept and ``error`` says where it stopped.
+    """
     started = time.perf_counter()
     check_settings(settings, config)
     record = run_settings_record(settings, config)
     key = make_key(CACHE_NAMESPACE, data, record)
-    cached = cache.get(key, CACHE_NAMESPACE, default=MISS) if cache else MISS
+    cached = cache.get(key, default=MISS) if cache else MISS
     if cached is not MISS:
         result = DocumentResult.model_validate(cached)
         # The cache key is the content: the same bytes may come back under another name.
@@ -169,10 +173,12 @@ def ocr_file(
             error=str(exc),
         )
     engine = create_ocr_engine(settings.engine, config, preset=settings.vlm_preset)
-    result = _ocr_document(document, engine, settings, config, record, progress)
+    # Counted from here: loading a model the first time is not the file's fault.
+    budgets = (TimeBudget(config.ocr.file_time_budget_s, "ocr.file_time_budget_s"), batch)
+    result = _ocr_document(document, engine, settings, config, record, progress, budgets)
     result.seconds = time.perf_counter() - started
     if cache and result.ok:
-        cache.set(key, result.model_dump(mode="json"), CACHE_NAMESPACE)
+        cache.set(key, result.model_dump(mode="json"))
     return result
 
 
@@ -183,6 +189,7 @@ def _ocr_document(
     config: AppConfig,
     record: dict,
     progress: ProgressCallback | None,
+    budgets: tuple[TimeBudget | None, ...],
 ) -> DocumentResult:
     result = DocumentResult(
         file=document.name,
@@ -193,12 +200,16 @@ def _ocr_document(
     )
     pages = document.pages()
     for index in range(document.page_count):
+        if spent := first_expired(*budgets):
+            result.error = spent.stop_message(document.name, "page", index + 1, document.page_count)
+            break
         page_result = _next_page_result(pages, index, engine, settings)
         result.pages.append(page_result)
         if document.page_count > 1:
             _return_freed_memory()
         if progress:
             progress(index + 1, document.page_count, page_result)
+    pages.close()  # after a stop, release the PDF now rather than when collected
     if settings.template:
         lines = [line for page in result.pages for line in page.lines]
         result.fields = extract_fields(config.templates[settings.template], lines)

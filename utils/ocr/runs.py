@@ -49,7 +49,9 @@ class RunRecorder:
     """Builds an OCR run and saves it after every file.
 
     A crash or a kill mid-batch (the server restarted, the browser tab closed) then
-    loses at most the file being read; the run on disk always parses.
+    loses at most the file being read; the run on disk always parses. Nothing is saved
+    before the first file: a batch that reads no file (its engine failed to load) leaves
+    no empty run behind.
     """
 
     def __init__(self, config: AppConfig, settings: dict) -> None:
@@ -57,7 +59,11 @@ class RunRecorder:
         self.run = OcrRun(
             run_id=new_run_id(), created_at=datetime.now(UTC).isoformat(), settings=settings
         )
-        save_run(config, self.run)
+
+    @property
+    def saved(self) -> bool:
+        """Whether the run is on disk (it is once it holds a file)."""
+        return bool(self.run.documents)
 
     def add(self, result: DocumentResult, data: bytes) -> None:
         # The upload first: a saved run never points at a file that was not kept.
@@ -87,13 +93,14 @@ def load_run(config: AppConfig, run_id: str) -> OcrRun | None:
     return read_json_or_none(path, OcrRun, corrupt_dir=config.data_dir / ".corrupt")
 
 
-def list_runs(config: AppConfig, limit: int = 50) -> list[RunSummary]:
-    """Newest first; unreadable files are moved aside by the storage layer and skipped."""
+def list_ocr_runs(config: AppConfig, limit: int = 50) -> list[RunSummary]:
+    """Newest first; unreadable files are moved aside by the storage layer and skipped,
+    and so are empty runs (older versions saved one before a batch's first file)."""
     paths = sorted(runs_dir(config).glob("*.json"), reverse=True)
     summaries = []
     for path in paths:
         run = load_run(config, path.stem)
-        if run is not None:
+        if run is not None and run.documents:
             summaries.append(_summary(run))
         if len(summaries) >= limit:
             break

@@ -1,22 +1,17 @@
 """What this machine has (CPU, RAM, CUDA GPUs, Apple MPS) and which profile suits it.
 
-GPU facts come from torch, which costs seconds to import: ``detect_hardware``
-imports it on first use and keeps the GPU part for the life of the process (GPUs
-do not come and go), while RAM is read fresh on every call. Tests pass their
-own ``HardwareFacts`` to ``recommend_profile`` instead of detecting anything.
+GPU facts come from ``models.runtime.gpu.detect_gpus``, which imports torch
+(seconds) on first use and keeps them for the life of the process (GPUs do not
+come and go), while RAM is read fresh on every call. Tests pass their own
+``HardwareFacts`` to ``recommend_profile`` instead of detecting anything.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
-import sys
-from typing import Any
-
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
-logger = logging.getLogger(__name__)
+from models.runtime.gpu import GpuDevice, allocated_vram_bytes, detect_gpus
 
 GIB = 1024**3
 # Cards sold as "16 GB" report 15.6-16 GiB to CUDA; anything below 15 GiB is a smaller card.
@@ -26,21 +21,6 @@ BLACKWELL_CONSUMER_MAJOR = 12  # RTX 50xx: compute capability 12.0 (sm_120)
 CPU_PROFILE = "config.yaml"
 OPTIMIZED_PROFILE = "config_optimized.yaml"
 BLACKWELL_PROFILE = "config_blackwell_optimized.yaml"
-
-
-class GpuDevice(BaseModel):
-    """One CUDA device as torch reports it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    index: int = Field(ge=0)
-    name: str
-    total_vram_bytes: int = Field(ge=0)
-    compute_capability: tuple[int, int]
-
-    @property
-    def capability_label(self) -> str:
-        return f"{self.compute_capability[0]}.{self.compute_capability[1]}"
 
 
 class HardwareFacts(BaseModel):
@@ -68,22 +48,10 @@ class Recommendation(BaseModel):
     reason: str
 
 
-class GpuFacts(BaseModel):
-    """The GPU part of ``HardwareFacts``: read once per process."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    cuda_devices: list[GpuDevice] = Field(default_factory=list)
-    mps_available: bool = False
-    torch_version: str | None = None
-    torch_cuda_version: str | None = None
-    gpu_note: str | None = None
-
-
 def detect_hardware() -> HardwareFacts:
     """CPU cores and RAM now, plus the GPU facts found on the first call in this process."""
     memory = psutil.virtual_memory()
-    gpu = _cached_gpu_facts()
+    gpu = detect_gpus()
     return HardwareFacts(
         cpu_logical_cores=psutil.cpu_count(logical=True) or 1,
         cpu_physical_cores=psutil.cpu_count(logical=False),
@@ -91,70 +59,6 @@ def detect_hardware() -> HardwareFacts:
         ram_available_bytes=memory.available,
         **gpu.model_dump(),
     )
-
-
-@functools.cache
-def _cached_gpu_facts() -> GpuFacts:
-    try:
-        import torch
-    except ImportError:
-        return GpuFacts(gpu_note="torch is not installed, so GPUs cannot be detected")
-    return gpu_facts_from_torch(torch)
-
-
-def gpu_facts_from_torch(torch: Any) -> GpuFacts:
-    """CUDA devices and MPS as ``torch`` sees them; a broken driver becomes a note, not a crash."""
-    version = getattr(torch, "__version__", None)
-    cuda_version = getattr(getattr(torch, "version", None), "cuda", None)
-    try:
-        devices = _cuda_devices(torch)
-    except Exception as exc:  # driver/runtime mismatch, no libcuda: report, keep rendering
-        logger.warning("CUDA device query failed: %s", exc)
-        return GpuFacts(
-            mps_available=_mps_available(torch),
-            torch_version=version,
-            torch_cuda_version=cuda_version,
-            gpu_note=f"CUDA is installed but the devices could not be read: {exc}",
-        )
-    note = None
-    if not devices:
-        note = (
-            f"torch {version} is a CPU-only build"
-            if cuda_version is None
-            else "no CUDA device visible (no NVIDIA driver, or CUDA_VISIBLE_DEVICES hides them)"
-        )
-    return GpuFacts(
-        cuda_devices=devices,
-        mps_available=_mps_available(torch),
-        torch_version=version,
-        torch_cuda_version=cuda_version,
-        gpu_note=note,
-    )
-
-
-def _cuda_devices(torch: Any) -> list[GpuDevice]:
-    if not torch.cuda.is_available():
-        return []
-    devices = []
-    for index in range(torch.cuda.device_count()):
-        props = torch.cuda.get_device_properties(index)
-        devices.append(
-            GpuDevice(
-                index=index,
-                name=str(props.name),
-                total_vram_bytes=int(props.total_memory),
-                compute_capability=(int(props.major), int(props.minor)),
-            )
-        )
-    return devices
-
-
-def _mps_available(torch: Any) -> bool:
-    mps = getattr(getattr(torch, "backends", None), "mps", None)
-    try:
-        return bool(mps is not None and mps.is_available())
-    except Exception:
-        return False
 
 
 def recommend_profile(facts: HardwareFacts) -> Recommendation:
@@ -199,10 +103,6 @@ def _without_cuda(facts: HardwareFacts) -> Recommendation:
     )
 
 
-def format_gib(count: int) -> str:
-    return f"{count / GIB:.1f} GiB"
-
-
 class ProcessMemory(BaseModel):
     """What this process holds now: resident RAM, and GPU memory torch has allocated."""
 
@@ -214,14 +114,7 @@ class ProcessMemory(BaseModel):
 
 def process_memory() -> ProcessMemory:
     """Measured, unlike the model manager's estimates; never imports torch itself."""
-    vram: dict[str, int] = {}
-    torch = sys.modules.get("torch")  # loaded models imported it; if not, no VRAM is in use
-    try:
-        if torch is not None and torch.cuda.is_available():
-            for index in range(torch.cuda.device_count()):
-                vram[f"cuda:{index}"] = int(torch.cuda.memory_allocated(index))
-    except Exception as exc:
-        logger.debug("cannot read CUDA memory: %s", exc)
     return ProcessMemory(
-        ram_rss_bytes=psutil.Process().memory_info().rss, vram_allocated_bytes=vram
+        ram_rss_bytes=psutil.Process().memory_info().rss,
+        vram_allocated_bytes=allocated_vram_bytes(),
     )

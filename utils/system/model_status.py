@@ -14,9 +14,7 @@ charts. A corrupt status file is moved aside by ``read_status``.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +22,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.config import AppConfig, ModelEntry
-from models.registry import model_status
+from models.registry import availability
 from utils.errors import AppError
 from utils.storage import (
     MissingDataFile,
@@ -134,14 +132,14 @@ def check_models(config: AppConfig, profile: str = "") -> StatusReport:
 def _registry_verdict(model_id: str, config: AppConfig) -> tuple[bool, str]:
     """The registry's answer, so this page and the model pickers never disagree."""
     try:
-        status = model_status(model_id, config)
+        verdict = availability(model_id, config)
     except AppError as exc:
         return False, str(exc)
-    return status.available, status.detail
+    return verdict.available, verdict.detail
 
 
 def _check_endpoint(key: str, config: AppConfig) -> EndpointCheck:
-    from models.chat.openai_backend import probe_endpoint
+    from models.chat.openai_client import probe_endpoint
 
     endpoint = config.endpoints[key]
     status = probe_endpoint(endpoint)
@@ -278,50 +276,3 @@ def read_history(config: AppConfig, limit: int = 500) -> list[StatusHistoryEntry
     """The last ``limit`` checks, oldest first; unreadable lines are skipped and logged."""
     records = read_jsonl(history_path(config), StatusHistoryEntry).records
     return records[-limit:] if limit > 0 else []
-
-
-# --- downloads -----------------------------------------------------------------------------
-
-
-class DownloadTracker:
-    """Bytes written by a download running in another thread, read by the page's progress bar.
-
-    huggingface_hub reports progress from its worker threads, where Streamlit
-    elements cannot be updated; the page polls ``fraction`` from its own thread.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._done = 0
-        self._total = 0
-
-    def update(self, done: int, total: int) -> None:
-        with self._lock:
-            self._done = max(self._done, done)
-            self._total = max(self._total, total)
-
-    def snapshot(self) -> tuple[int, int]:
-        with self._lock:
-            return self._done, self._total
-
-    def fraction(self) -> float:
-        done, total = self.snapshot()
-        return min(done / total, 1.0) if total else 0.0
-
-
-def run_download(
-    download: Callable[[str, Callable[[int, int], None]], Path],
-    source: str,
-    tracker: DownloadTracker,
-    on_tick: Callable[[DownloadTracker], None],
-    tick_s: float = 0.25,
-) -> Path:
-    """Run ``download(source, tracker.update)`` in a worker thread, calling ``on_tick`` from
-    this thread until it ends; returns its folder or raises its exception."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-download") as pool:
-        job = pool.submit(download, source, tracker.update)
-        while not job.done():
-            on_tick(tracker)
-            time.sleep(tick_s)
-        on_tick(tracker)
-        return job.result()

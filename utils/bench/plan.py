@@ -1,0 +1,206 @@
+"""Planning a benchmark run: a request checked and turned into a manifest, the dataset
+and the engines to run, for a new run or a stored one being resumed.
+
+Everything here runs before the runner writes anything, so a request that cannot
+run (unknown engine, template or dataset; a resume whose dataset, templates or
+engines changed since the run started) is refused with nothing on disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.config import AppConfig, LoadedConfig
+from utils.bench import store
+from utils.bench.datasets import Dataset, LabelledItem, builtin_dataset, load_dataset
+from utils.bench.engines import BenchEngine, EngineFactory, engine_info
+from utils.bench.environment import hardware_info, package_versions
+from utils.bench.records import DatasetInfo, Manifest
+from utils.bench.scoring import BOOTSTRAP_SEED
+from utils.errors import BadInput
+
+
+class BenchRequest(BaseModel):
+    """What to run. On resume (``run_id`` of a stored run) every other field may be left
+    out; any that is given must match the stored run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str | None = Field(None, description='"builtin" or a folder; default: profile')
+    format: Literal["auto", "sroie", "pairs"] = "auto"
+    engines: list[str] = Field(default_factory=list)
+    limit: int | None = Field(None, ge=1)
+    template: str | None = None
+    run_id: str | None = None
+    name: str | None = None
+
+
+def builtin_root(config: AppConfig) -> Path:
+    """Where the built-in sample set is written (once) and read from."""
+    return config.data_dir / "datasets" / "builtin"
+
+
+def open_dataset(spec: str, fmt: Literal["auto", "sroie", "pairs"], config: AppConfig) -> Dataset:
+    """``spec`` "builtin" (the sample set, written under the data folder) or a folder."""
+    if spec == "builtin":
+        return builtin_dataset(builtin_root(config))
+    return load_dataset(Path(spec).expanduser(), fmt)
+
+
+def reopen_dataset(info: DatasetInfo) -> Dataset:
+    """The dataset a stored run read, from where it was then."""
+    if info.format == "builtin":
+        return builtin_dataset(Path(info.root))
+    return load_dataset(Path(info.root), "sroie" if info.format == "sroie" else "pairs")
+
+
+def check_template(name: str | None, config: AppConfig) -> str | None:
+    if name is not None and name not in config.templates:
+        known = ", ".join(config.templates) or "none"
+        raise BadInput(f"no template '{name}'", hint=f"use one of: {known}")
+    return name
+
+
+def template_for(item: LabelledItem, manifest: Manifest) -> str | None:
+    """The run's template, else the one the dataset names for the item, else the default."""
+    return manifest.template or item.template or manifest.fallback_template
+
+
+def _template_specs(items: list[LabelledItem], run: str | None, fallback: str | None, config):
+    """The specs of every template the run's items will use; unknown names are refused."""
+    names = {run} if run else {item.template or fallback for item in items}
+    specs = {}
+    for name in sorted(n for n in names if n):
+        check_template(name, config)
+        specs[name] = config.templates[name].model_dump(mode="json")
+    return specs
+
+
+@dataclass
+class RunPlan:
+    """A checked request: what the runner will record, read from where, with what."""
+
+    manifest: Manifest
+    dataset: Dataset
+    engines: list[BenchEngine]
+    resumed: bool
+
+
+def plan_run(loaded: LoadedConfig, request: BenchRequest, engine_factory: EngineFactory) -> RunPlan:
+    """A new run, or the resume of the stored run ``request.run_id`` names."""
+    run_id = None if request.run_id is None else store.check_run_id(request.run_id)
+    data_dir = loaded.config.data_dir
+    if run_id is not None and store.run_exists(data_dir, run_id):
+        manifest = store.read_manifest(data_dir, run_id)
+        return _plan_resume(loaded, request, manifest, engine_factory)
+    return _plan_new(loaded, request, engine_factory)
+
+
+def _plan_new(
+    loaded: LoadedConfig, request: BenchRequest, engine_factory: EngineFactory
+) -> RunPlan:
+    config = loaded.config
+    if not request.engines:
+        raise BadInput("no engine chosen", hint="pick one or more, e.g. --engine rapidocr")
+    run_id = store.new_run_id() if request.run_id is None else store.check_run_id(request.run_id)
+    spec = request.dataset or config.benchmark.dataset
+    dataset = open_dataset(spec, request.format, config)
+    template = check_template(request.template, config)
+    engines = [engine_factory(name, config) for name in request.engines]
+    limit = request.limit or config.benchmark.limit
+    items = dataset.items[:limit] if limit else dataset.items
+    now = store.now_iso()
+    manifest = Manifest(
+        run_id=run_id,
+        name=request.name or f"{dataset.name} × {', '.join(request.engines)}",
+        created_at=now,
+        started_at=now,
+        versions=package_versions(),
+        profile_path=str(loaded.source),
+        profile_sha256=loaded.sha256,
+        engines=[engine_info(engine, config) for engine in engines],
+        upload_limits=config.app.upload.model_dump(mode="json"),
+        dataset=DatasetInfo(
+            name=dataset.name,
+            root=str(dataset.root),
+            format=dataset.format,
+            content_hash=dataset.content_hash,
+            items=len(dataset.items),
+            problems=dataset.problems,
+        ),
+        hardware=hardware_info(),
+        limit=limit,
+        template=template,
+        fallback_template=config.ocr.template,
+        templates=_template_specs(items, template, config.ocr.template, config),
+        items_planned=len(items),
+        bootstrap_resamples=config.benchmark.bootstrap_resamples,
+        bootstrap_seed=BOOTSTRAP_SEED,
+    )
+    return RunPlan(manifest, dataset, engines, resumed=False)
+
+
+def _plan_resume(
+    loaded: LoadedConfig, request: BenchRequest, manifest: Manifest, engine_factory: EngineFactory
+) -> RunPlan:
+    config = loaded.config
+    _check_request_matches(request, manifest, config)
+    dataset = reopen_dataset(manifest.dataset)
+    if dataset.content_hash != manifest.dataset.content_hash:
+        raise BadInput(
+            f"the dataset of run {manifest.run_id} changed since it started "
+            f"({manifest.dataset.root})",
+            hint="restore the files, or start a new run on the changed set",
+        )
+    items = dataset.items[: manifest.items_planned]
+    templates = _template_specs(items, manifest.template, manifest.fallback_template, config)
+    if templates != manifest.templates:
+        raise BadInput(
+            f"the profile's templates changed since run {manifest.run_id} started",
+            hint="resume with the profile the run started with, or start a new run",
+        )
+    engines = []
+    for stored in manifest.engines:
+        engine = engine_factory(stored.name, config)
+        if engine_info(engine, config) != stored:
+            raise BadInput(
+                f"engine '{stored.name}' is configured differently than when run "
+                f"{manifest.run_id} started",
+                hint="resume with the profile the run started with, or start a new run",
+            )
+        engines.append(engine)
+    return RunPlan(manifest, dataset, engines, resumed=True)
+
+
+def _check_request_matches(request: BenchRequest, manifest: Manifest, config: AppConfig) -> None:
+    stored = {
+        "engines": [e.name for e in manifest.engines],
+        "limit": manifest.limit,
+        "template": manifest.template,
+    }
+    asked = {
+        "engines": request.engines or None,
+        "limit": request.limit,
+        "template": request.template,
+    }
+    for key, value in asked.items():
+        if value is not None and value != stored[key]:
+            raise BadInput(
+                f"run {manifest.run_id} was started with {key} {stored[key]!r}, not {value!r}",
+                hint="leave the option out to resume the run, or omit --run-id for a new run",
+            )
+    if request.dataset is not None:
+        root = (
+            builtin_root(config)
+            if request.dataset == "builtin"
+            else Path(request.dataset).expanduser()
+        )
+        if root.resolve() != Path(manifest.dataset.root).resolve():
+            raise BadInput(
+                f"run {manifest.run_id} reads {manifest.dataset.root}, not {request.dataset}",
+                hint="leave --dataset out to resume the run",
+            )
