@@ -41,8 +41,8 @@ from utils.chat.store import ChatStore
 from utils.errors import ModelUnavailable
 from utils.ocr import pipeline as ocr_pipeline
 from utils.ocr.pipeline import OcrSettings, document_limits, ocr_file
-from utils.ocr.runs import OcrRun, list_ocr_runs, load_run, new_run_id, save_run
-from utils.storage import CORRUPT_DIR_NAME, list_corrupt, read_json, read_jsonl
+from utils.ocr.runs import OcrRun, list_ocr_runs, load_run, save_run
+from utils.storage import CORRUPT_DIR_NAME, list_corrupt, new_run_id, read_json, read_jsonl
 from utils.system.model_status import StatusReport
 
 APP = str(REPO_ROOT / "app.py")

@@ -19,7 +19,8 @@ from utils.errors import ModelUnavailable
 from utils.ocr import pipeline as ocr_service
 from utils.ocr.exports import document_markdown, document_text, fields_csv, results_json
 from utils.ocr.pipeline import DocumentResult, OcrSettings, ocr_file
-from utils.ocr.runs import OcrRun, list_ocr_runs, load_run, new_run_id, save_run
+from utils.ocr.runs import OcrRun, list_ocr_runs, load_run, save_run
+from utils.storage import new_run_id
 
 RAPID = OcrSettings(engine="rapidocr")
 RECEIPT = OcrSettings(engine="rapidocr", template="receipt")

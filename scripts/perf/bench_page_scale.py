@@ -37,7 +37,7 @@ from utils.bench.records import (  # noqa: E402
 )
 from utils.bench.runs import open_run  # noqa: E402
 from utils.bench.scoring import build_summary, score_prediction  # noqa: E402
-from utils.storage import atomic_write_bytes  # noqa: E402
+from utils.storage import atomic_write_bytes, utc_now_iso  # noqa: E402
 
 WORDS = [
     "TOTAL",
@@ -60,8 +60,8 @@ def fake_manifest(run_id: str, items: int, engines: list[str]) -> Manifest:
     return Manifest(
         run_id=run_id,
         name=f"scale test {run_id}",
-        created_at=store.now_iso(),
-        started_at=store.now_iso(),
+        created_at=utc_now_iso(),
+        started_at=utc_now_iso(),
         versions=package_versions(),
         profile_path="/tmp/profile.yaml",
         profile_sha256="0" * 64,
@@ -103,7 +103,7 @@ def fake_records(run_id: str, engine: str, items: int, rng: random.Random) -> li
                 seconds=rng.uniform(0.1, 2.0),
                 pages=1,
                 peak_rss_bytes=500_000_000,
-                finished_at=store.now_iso(),
+                finished_at=utc_now_iso(),
             )
         )
     return records

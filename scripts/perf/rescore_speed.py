@@ -30,7 +30,7 @@ from utils.bench import store  # noqa: E402
 from utils.bench.records import DatasetInfo, EngineInfo, HardwareInfo, ItemRecord, Manifest  # noqa: E402
 from utils.bench.runs import rescore  # noqa: E402
 from utils.bench.scoring import build_summary, rescored  # noqa: E402
-from utils.storage import atomic_write_bytes  # noqa: E402
+from utils.storage import atomic_write_bytes, utc_now_iso  # noqa: E402
 
 RUN_ID = "20250101T000000Z-0a0b0c"
 SHOPS = ["SUNRISE BAKERY SDN BHD", "KEDAI RUNCIT AH SENG", "MAJU MART ENTERPRISE"]
@@ -102,7 +102,7 @@ def fake_records(items: int, error_rate: float, rng: random.Random) -> list[Item
                 truth_fields=fields,
                 seconds=rng.uniform(0.1, 2.0),
                 pages=1,
-                finished_at=store.now_iso(),
+                finished_at=utc_now_iso(),
             )
         )
     return records
@@ -112,8 +112,8 @@ def fake_manifest(items: int) -> Manifest:
     return Manifest(
         run_id=RUN_ID,
         name="rescore speed",
-        created_at=store.now_iso(),
-        started_at=store.now_iso(),
+        created_at=utc_now_iso(),
+        started_at=utc_now_iso(),
         versions={},
         profile_path="/tmp/profile.yaml",
         profile_sha256="0" * 64,

@@ -22,6 +22,7 @@ from utils.bench.environment import hardware_info, package_versions
 from utils.bench.records import DatasetInfo, Manifest
 from utils.bench.scoring import BOOTSTRAP_SEED
 from utils.errors import BadInput
+from utils.storage import new_run_id, utc_now_iso
 
 
 class BenchRequest(BaseModel):
@@ -106,14 +107,14 @@ def _plan_new(
     config = loaded.config
     if not request.engines:
         raise BadInput("no engine chosen", hint="pick one or more, e.g. --engine rapidocr")
-    run_id = store.new_run_id() if request.run_id is None else store.check_run_id(request.run_id)
+    run_id = new_run_id() if request.run_id is None else store.check_run_id(request.run_id)
     spec = request.dataset or config.benchmark.dataset
     dataset = open_dataset(spec, request.format, config)
     template = check_template(request.template, config)
     engines = [engine_factory(name, config) for name in request.engines]
     limit = request.limit or config.benchmark.limit
     items = dataset.items[:limit] if limit else dataset.items
-    now = store.now_iso()
+    now = utc_now_iso()
     manifest = Manifest(
         run_id=run_id,
         name=request.name or f"{dataset.name} × {', '.join(request.engines)}",

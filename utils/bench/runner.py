@@ -44,6 +44,7 @@ from utils.bench.plan import BenchRequest, RunPlan, plan_run, template_for
 from utils.bench.records import ItemRecord, Manifest, Summary
 from utils.bench.scoring import build_summary, score_prediction
 from utils.errors import AppError, ModelUnavailable
+from utils.storage import utc_now_iso
 
 logger = logging.getLogger(__name__)
 
@@ -224,9 +225,7 @@ def process_item(manifest: Manifest, engine: BenchEngine, item: LabelledItem) ->
         "truth_fields": dict(item.fields) if item.fields is not None else None,
     }
     if item.problem:
-        return ItemRecord(
-            **base, status="skipped", message=item.problem, finished_at=store.now_iso()
-        )
+        return ItemRecord(**base, status="skipped", message=item.problem, finished_at=utc_now_iso())
     prediction, message = _predict(engine, replace(item, template=template))
     metrics, fields_correct = score_prediction(
         prediction.text, prediction.fields, item.text, base["truth_fields"], template is not None
@@ -246,7 +245,7 @@ def process_item(manifest: Manifest, engine: BenchEngine, item: LabelledItem) ->
         boxes=[line for line in prediction.lines if line.box is not None],
         peak_rss_bytes=peak_rss_bytes(),
         peak_vram_bytes=peak_vram_bytes(),
-        finished_at=store.now_iso(),
+        finished_at=utc_now_iso(),
     )
 
 

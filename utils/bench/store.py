@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -41,6 +39,7 @@ from utils.storage import (
     atomic_write_json,
     read_json_or_none,
     read_jsonl,
+    utc_now_iso,
 )
 
 logger = logging.getLogger(__name__)
@@ -69,7 +68,7 @@ class RunState(VersionedRecord):
     run_id: str
     status: RunStatus
     message: str | None = None
-    updated_at: str = Field(default_factory=lambda: now_iso())
+    updated_at: str = Field(default_factory=utc_now_iso)
 
 
 class RunListing(_Strict):
@@ -99,15 +98,6 @@ class ItemsRead(_Strict):
 
 
 # --------------------------------------------------------------------------- ids and paths
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def new_run_id() -> str:
-    """``YYYYMMDDTHHMMSSZ-<6 hex>``: sorts by start time, unique enough per second."""
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
 def check_run_id(run_id: str) -> str:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.chat.types import GenerationParams, Usage
 from utils.errors import BadInput
-from utils.storage import VersionedRecord
+from utils.storage import VersionedRecord, utc_now_iso
 
 #: A generated conversation id: UTC time to the second, then 48 random bits.
 CONVERSATION_ID_PATTERN = r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{12}$"
@@ -34,8 +34,8 @@ _BIDI_MARKS = frozenset("\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\
 
 
 def now_iso() -> str:
-    """The current UTC time as ISO 8601 with microseconds (sorts as text)."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+    """The current UTC time with microseconds: quick edits keep their order as text."""
+    return utc_now_iso(timespec="microseconds")
 
 
 # --------------------------------------------------------------------------- records

@@ -14,20 +14,20 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 from models.chat.types import ChatBackend, GenerationParams, Usage
 from utils.chat.conversation import Conversation, StoredImage, StoredMessage
 from utils.chat.prompt import to_prompt
 from utils.chat.store import ChatStore
 from utils.errors import GenerationError
+from utils.storage import utc_now_iso
 
 logger = logging.getLogger(__name__)
 
 
 def new_user_message(text: str, images: list[StoredImage]) -> StoredMessage:
     return StoredMessage(
-        role="user", text=text, images=images, created_at=datetime.now(UTC).isoformat()
+        role="user", text=text, images=images, created_at=utc_now_iso(timespec="auto")
     )
 
 
@@ -92,7 +92,7 @@ def _keep_answer(
         usage=usage,
         interrupted=not finished or stopped,
         error=error,
-        created_at=datetime.now(UTC).isoformat(),
+        created_at=utc_now_iso(timespec="auto"),
     )
     store.append_messages(conversation, [message])
     logger.info(

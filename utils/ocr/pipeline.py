@@ -13,7 +13,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,7 +33,7 @@ from utils.ocr.budget import TimeBudget, first_expired
 from utils.ocr.cleanup import clean_fragments
 from utils.ocr.markdown import to_markdown
 from utils.ocr.reading_order import reading_order
-from utils.storage import VersionedRecord
+from utils.storage import VersionedRecord, utc_now_iso
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +91,7 @@ class DocumentResult(VersionedRecord):
     error: str | None = None
     seconds: float = 0.0
     from_cache: bool = False
-    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
+    created_at: str = Field(default_factory=lambda: utc_now_iso(timespec="auto"))
 
     @property
     def text(self) -> str:

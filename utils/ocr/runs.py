@@ -8,15 +8,20 @@ reopened run can still draw its boxes on the page.
 from __future__ import annotations
 
 import re
-import secrets
-from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.config import AppConfig
 from utils.ocr.pipeline import DocumentResult
-from utils.storage import VersionedRecord, atomic_write_bytes, atomic_write_json, read_json_or_none
+from utils.storage import (
+    VersionedRecord,
+    atomic_write_bytes,
+    atomic_write_json,
+    new_run_id,
+    read_json_or_none,
+    utc_now_iso,
+)
 
 _RUN_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -41,10 +46,6 @@ class RunSummary(BaseModel):
     failed: int
 
 
-def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
 class RunRecorder:
     """Builds an OCR run and saves it after every file.
 
@@ -57,7 +58,7 @@ class RunRecorder:
     def __init__(self, config: AppConfig, settings: dict) -> None:
         self.config = config
         self.run = OcrRun(
-            run_id=new_run_id(), created_at=datetime.now(UTC).isoformat(), settings=settings
+            run_id=new_run_id(), created_at=utc_now_iso(timespec="auto"), settings=settings
         )
 
     @property
