@@ -2,6 +2,11 @@
 
 It loads the active profile once per process, and shows ``AppError``s the same
 way everywhere: what happened, then what to do.
+
+Streamlit renders Markdown in alerts, captions, labels and image captions. Any
+string that came from a file, a server, a model or a user goes through
+``untrusted`` before it is put into one: it then shows exactly as written and
+cannot load an image, draw math or style the page.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import streamlit as st
 from models.config import LoadedConfig, active_profile_path, load_config
 from utils.errors import AppError, ConfigError
 from utils.logging_setup import setup_logging
+from utils.safe_markdown import escape_markdown
 from utils.storage import CORRUPT_DIR_NAME, list_corrupt
 
 PAGE_ICON = "📄"
@@ -34,21 +40,23 @@ def profile() -> LoadedConfig:
     try:
         return _load_profile(str(active_profile_path()))
     except ConfigError as exc:
-        st.error(f"The configuration could not be loaded.\n\n```\n{exc.message}\n```")
-        st.info(exc.hint or "Fix the profile and reload the page.")
+        st.error("The configuration could not be loaded.")
+        st.code(exc.message, language=None)
+        st.info(untrusted(exc.hint or "Fix the profile and reload the page."))
         st.stop()
         raise  # st.stop() raises; this line only tells type checkers so
 
 
+def untrusted(text: object) -> str:
+    """``text`` made literal for any Markdown-rendering element (alert, caption, label)."""
+    return escape_markdown(text)
+
+
 def show_error(exc: AppError) -> None:
-    st.error(exc.message)
+    """What happened, then what to do; both may quote file names or server replies."""
+    st.error(untrusted(exc.message))
     if exc.hint:
-        st.caption(f"What to do: {exc.hint}")
-
-
-def not_yet_available(feature: str, detail: str) -> None:
-    """Say plainly that a feature has not landed, instead of showing anything fake."""
-    st.info(f"**{feature}** is not available in this version yet. {detail}")
+        st.caption("What to do: " + untrusted(exc.hint))
 
 
 def error_after_rerun(message: str, hint: str | None = None) -> None:
@@ -90,12 +98,12 @@ def report_moved_aside(data_dir: Path) -> None:
     moved = moved_aside_since_start(data_dir)
     if not moved:
         return
-    names = ", ".join(f"`{path.name}`" for path in moved[-_CORRUPT_NAMES_SHOWN:])
+    names = ", ".join(untrusted(path.name) for path in moved[-_CORRUPT_NAMES_SHOWN:])
     more = len(moved) - _CORRUPT_NAMES_SHOWN
     with st.sidebar:
         st.warning(
             f"{len(moved)} damaged data file(s) were moved aside to "
-            f"`{data_dir / CORRUPT_DIR_NAME}`: {names}"
+            f"{untrusted(data_dir / CORRUPT_DIR_NAME)}: {names}"
             + (f" and {more} more" if more > 0 else "")
             + ". The app carries on without them; inspect or restore them by hand."
         )

@@ -11,7 +11,7 @@ from models.registry import availabilities
 from utils.bench import views
 from utils.bench.compare import compare_runs
 from utils.bench.engines import bench_engine_names
-from utils.bench.plan import BenchRequest, reopen_dataset
+from utils.bench.plan import BenchRequest, dataset_roots, reopen_dataset
 from utils.bench.runner import run_benchmark
 from utils.bench.runs import open_run
 from utils.bench.store import delete_run, list_bench_runs, rename_run
@@ -19,6 +19,7 @@ from utils.documents.document import load_document
 from utils.errors import AppError
 from utils.ocr.drawing import draw_boxes
 from utils.ocr.pipeline import document_limits
+from utils.spreadsheet import frame_csv
 
 loaded = ui.profile()
 config = loaded.config
@@ -40,24 +41,20 @@ def start_form() -> None:
     with st.expander("▶️ Start a run", expanded=start_open):
         unavailable = _availability(loaded.sha256)
         usable = [n for n in bench_engine_names(config) if n not in unavailable]
-        source = st.radio(
-            "Dataset", ["Built-in sample set", "Folder on the server"], horizontal=True
-        )
-        folder = (
-            st.text_input("Folder", placeholder="/data/receipts")
-            if source != "Built-in sample set"
-            else ""
-        )
+        folder = dataset_folder_input()
         fmt = st.selectbox("Format", ["auto", "sroie", "pairs"], disabled=not folder)
         engines = st.multiselect("Engines and models", usable, default=usable[:1])
         if unavailable:
-            st.caption("Unavailable: " + "; ".join(f"{n} ({d})" for n, d in unavailable.items()))
+            st.caption(
+                "Unavailable: "
+                + "; ".join(f"{n} ({ui.untrusted(d)})" for n, d in unavailable.items())
+            )
         limit = st.number_input("Limit (0 = all items)", 0, 100_000, 0)
         name = st.text_input("Run name (optional)")
         if st.button(
             "Start",
             type="primary",
-            disabled=not engines or (source != "Built-in sample set" and not folder),
+            disabled=not engines or folder is None,
         ):
             request = BenchRequest(
                 dataset=folder or "builtin",
@@ -65,8 +62,36 @@ def start_form() -> None:
                 engines=engines,
                 limit=limit or None,
                 name=name or None,
+                within_dataset_roots=True,
             )
             execute(request)
+
+
+def dataset_folder_input() -> str | None:
+    """The folder to read: empty for the built-in set, None while none is typed.
+
+    Only folders inside the profile's dataset roots can be read from here (the service
+    checks it); the page says which they are.
+    """
+    roots = dataset_roots(config)
+    if not roots:
+        st.caption(
+            "Dataset: the built-in sample set. Reading folders on the server is off here: "
+            "list the folders this page may read "
+            "under `benchmark.dataset_roots` in the profile (or run `cli.py bench run "
+            "--dataset FOLDER`)."
+        )
+        return ""
+    source = st.radio("Dataset", ["Built-in sample set", "Folder on the server"], horizontal=True)
+    if source == "Built-in sample set":
+        return ""
+    st.caption(
+        "Folders inside "
+        + ", ".join(ui.untrusted(root) for root in roots)
+        + " only (the profile's `benchmark.dataset_roots`)."
+    )
+    folder = st.text_input("Folder", placeholder=str(roots[0] / "receipts"))
+    return folder or None
 
 
 def execute(request: BenchRequest) -> None:
@@ -104,7 +129,7 @@ def runs_section() -> pd.DataFrame:
     since = cols[2].date_input("Since", value=None)
     shown = views.filter_runs(table, engines, datasets, since.isoformat() if since else None)
     st.dataframe(shown, hide_index=True)
-    st.download_button("Runs as CSV", shown.to_csv(index=False), "runs.csv", "text/csv")
+    st.download_button("Runs as CSV", frame_csv(shown), "runs.csv", "text/csv")
     manage_runs(runs)
     return table
 
@@ -134,9 +159,7 @@ def leaderboard_section(table: pd.DataFrame) -> None:
     metric = st.selectbox("Metric", views.ACCURACY_METRICS, index=2)
     board = views.leaderboard(table, metric)
     st.dataframe(board, hide_index=True)
-    st.download_button(
-        "Leaderboard as CSV", board.to_csv(index=False), "leaderboard.csv", "text/csv"
-    )
+    st.download_button("Leaderboard as CSV", frame_csv(board), "leaderboard.csv", "text/csv")
 
 
 def compare_section(table: pd.DataFrame) -> None:
@@ -153,11 +176,9 @@ def compare_section(table: pd.DataFrame) -> None:
     comparison = compare_runs(data_dir, chosen)
     compared = views.comparison_table(comparison)
     st.dataframe(compared, hide_index=True)
-    st.download_button(
-        "Comparison as CSV", compared.to_csv(index=False), "comparison.csv", "text/csv"
-    )
+    st.download_button("Comparison as CSV", frame_csv(compared), "comparison.csv", "text/csv")
     for note in comparison.notes:
-        st.caption(note)
+        st.caption(ui.untrusted(note))
     details = [open_run(data_dir, run_id) for run_id in chosen]
     charts(comparison, details)
 
@@ -197,12 +218,15 @@ def drill_down(table: pd.DataFrame) -> None:
     detail = open_run(data_dir, run_id)
     items = views.items_table(detail)
     st.dataframe(items, hide_index=True)
-    st.download_button("Items as CSV", items.to_csv(index=False), f"items-{run_id}.csv", "text/csv")
+    st.download_button("Items as CSV", frame_csv(items), f"items-{run_id}.csv", "text/csv")
     keys = [f"{r.engine} · {r.item_id}" for r in detail.items]
     if not keys:
         return
     record = detail.items[keys.index(st.selectbox("Item", keys))]
-    st.write({m: round(v, 4) for m, v in record.metrics.items()} or record.message or "not scored")
+    if record.metrics:
+        st.dataframe([{m: round(v, 4) for m, v in record.metrics.items()}], hide_index=True)
+    else:  # the message may quote the dataset's own files: text, never Markdown
+        st.text(record.message or "not scored")
     show_item_image(detail, record)
     if record.truth_text is not None:
         st.dataframe(views.word_diff(record.truth_text, record.prediction), hide_index=True)

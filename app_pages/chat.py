@@ -21,8 +21,8 @@ from utils.errors import AppError
 from utils.ocr.pipeline import document_limits
 from utils.safe_markdown import SafeStream, safe_markdown
 
-IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
 CONVERSATION_KEY = "chat_conversation_id"
+UNSENT_KEY = "chat_unsent_question"  # put back into the input after a refusal
 PENDING_KEY = "chat_pending_answer"
 FRESH_KEY = "chat_fresh_conversation"
 SHOWN_KEY = "chat_shown_revision"  # (id, updated_at) of the conversation last rendered
@@ -147,7 +147,7 @@ def model_sidebar(conversation: Conversation) -> None:
             conversation.params = default_params(chosen, config)
         conversation.model_id = chosen
         verdict = statuses[conversation.model_id]
-        (st.caption if verdict.available else st.warning)(verdict.detail)
+        (st.caption if verdict.available else st.warning)(ui.untrusted(verdict.detail))
         conversation.system_prompt = st.text_area(
             "System prompt", value=conversation.system_prompt, height=80
         )
@@ -164,11 +164,13 @@ def show_message(message: StoredMessage) -> None:
         if message.images:
             cols = st.columns(min(len(message.images), 4))
             for i, image in enumerate(message.images):
-                cols[i % len(cols)].image(store.images.load(image), caption=image.name)
+                cols[i % len(cols)].image(
+                    store.images.load(image), caption=ui.untrusted(image.name)
+                )
         if message.text:
             st.markdown(safe_markdown(message.text))
         if message.error:
-            st.error(f"Interrupted: {message.error}")
+            st.error("Interrupted: " + ui.untrusted(message.error))
         elif message.interrupted:
             st.caption("⏹️ stopped before the end")
         if message.usage:
@@ -177,7 +179,7 @@ def show_message(message: StoredMessage) -> None:
 
 def usage_line(message: StoredMessage) -> str:
     u = message.usage
-    parts = [f"{u.model_id} · {u.backend}"]
+    parts = [f"{ui.untrusted(u.model_id)} · {u.backend}"]
     if u.images:
         parts.append(f"{u.images} image(s), {u.image_pixels / 1e6:.2f} MP")
     if u.prompt_tokens is not None or u.completion_tokens is not None:
@@ -205,6 +207,7 @@ def add_user_message(conversation: Conversation, text: str, files: list) -> None
             "The question was not sent.",
             hint="Ask again with readable images (or without the refused ones).",
         )
+        st.session_state[UNSENT_KEY] = text
         return
     if not text.strip() and not images:
         return
@@ -212,6 +215,7 @@ def add_user_message(conversation: Conversation, text: str, files: list) -> None
         save_question(store, conversation, text, images)
     except AppError as exc:
         ui.error_after_rerun(exc.message, exc.hint)
+        st.session_state[UNSENT_KEY] = text
         return
     st.session_state[PENDING_KEY] = conversation.id
 
@@ -288,9 +292,11 @@ st.session_state[SHOWN_KEY] = (conversation.id, conversation.updated_at)
 if st.session_state.get(PENDING_KEY) == conversation.id:
     answer(conversation)
 last_turn_actions(conversation, shown_revision)
-prompt = st.chat_input(
-    "Ask about your images…", accept_file="multiple", file_type=IMAGE_TYPES, key="chat_prompt"
-)
+# No `file_type`: Streamlit would refuse some names (a NUL byte) with its own traceback;
+# the store reads each file by its content and refuses anything but an image, by name.
+if unsent := st.session_state.pop(UNSENT_KEY, None):
+    st.session_state["chat_prompt"] = unsent  # the typed question is not lost
+prompt = st.chat_input("Ask about your images…", accept_file="multiple", key="chat_prompt")
 if prompt:
     add_user_message(conversation, prompt.text or "", list(prompt.files or []))
     st.rerun()

@@ -88,7 +88,10 @@ def show_catalog(report: StatusReport) -> None:
     if missing:
         with st.expander(f"What to do for the {len(missing)} unavailable entries"):
             for check in missing:
-                st.markdown(f"⚠️ **{check.display_name}** (`{check.model_id}`): {check.fix}")
+                st.markdown(
+                    f"⚠️ **{ui.untrusted(check.display_name)}** "
+                    f"({ui.untrusted(check.model_id)}): {ui.untrusted(check.fix)}"
+                )
 
 
 def show_endpoints(report: StatusReport) -> None:
@@ -214,7 +217,7 @@ def load_model(model_id: str) -> None:
         except AppError as exc:
             ui.show_error(exc)
             return
-    st.success(f"{name} is loaded.")
+    st.success(ui.untrusted(name) + " is loaded.")
 
 
 def show_download_tab(report: StatusReport) -> None:
@@ -290,7 +293,7 @@ def show_hardware_tab() -> None:
     rows.append({"what": "torch", "value": torch_line})
     st.dataframe(rows, hide_index=True)
     if facts.gpu_note:
-        st.caption(facts.gpu_note)
+        st.caption(ui.untrusted(facts.gpu_note))
     show_recommendation(facts)
 
 

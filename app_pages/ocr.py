@@ -19,6 +19,7 @@ from utils.ocr.pipeline import DocumentResult, OcrSettings, PageResult, document
 from utils.ocr.runs import OcrRun, RunRecorder, list_ocr_runs, load_run, load_upload
 
 RUN_KEY = "ocr_run_id"
+UNKEPT_KEY = "ocr_unkept_run"  # a run the data folder refused to store
 
 loaded = ui.profile()
 config = loaded.config
@@ -43,7 +44,7 @@ def settings_form() -> tuple[list, OcrSettings | None, str]:
         if unavailable:
             with st.expander(f"{len(unavailable)} engine(s) unavailable"):
                 for name, detail in unavailable:
-                    st.caption(f"**{name}**: {detail}")
+                    st.caption(f"**{ui.untrusted(name)}**: {ui.untrusted(detail)}")
         templates = [None, *config.templates]
         default = templates.index(config.ocr.template) if config.ocr.template in templates else 0
         template = st.selectbox(
@@ -109,6 +110,12 @@ def run_batch(files: list, settings: OcrSettings, slot) -> str | None:
             break
         recorder.add(result, data)
     bar.progress(1.0, text=f"Done: {len(recorder.run.documents)} file(s)")
+    if recorder.not_kept is not None:  # shown from this tab's memory instead
+        with slot:
+            ui.show_error(recorder.not_kept)
+            st.warning("The results below are not kept: they are gone once this tab closes.")
+        st.session_state[UNKEPT_KEY] = recorder.run
+        return recorder.run.run_id
     return recorder.run.run_id if recorder.saved else None
 
 
@@ -116,7 +123,8 @@ def show_run(run: OcrRun, fmt: str) -> None:
     docs = run.documents
     ok = sum(d.ok for d in docs)
     st.subheader(f"Run {run.run_id}")
-    st.caption(f"{ok} of {len(docs)} file(s) read · engine `{run.settings.get('engine')}`")
+    engine = ui.untrusted(run.settings.get("engine"))
+    st.caption(f"{ok} of {len(docs)} file(s) read · engine {engine}")
     downloads(run)
     for index, doc in enumerate(docs):
         show_document(doc, fmt, key=f"{run.run_id}-{index}")
@@ -139,9 +147,10 @@ def downloads(run: OcrRun) -> None:
 def show_document(doc: DocumentResult, fmt: str, key: str) -> None:
     icon = "❌" if doc.error and not doc.pages else ("⚠️" if not doc.ok else "✅")
     cached = " · from cache" if doc.from_cache else ""
-    with st.expander(f"{icon} {doc.file} — {len(doc.pages)} page(s), {doc.seconds:.2f} s{cached}"):
+    name = ui.untrusted(doc.file)
+    with st.expander(f"{icon} {name} — {len(doc.pages)} page(s), {doc.seconds:.2f} s{cached}"):
         if doc.error:
-            st.error(doc.error)
+            st.error(ui.untrusted(doc.error))
         if not doc.pages:  # refused before any page was read
             return
         if doc.fields:
@@ -165,7 +174,7 @@ def show_document(doc: DocumentResult, fmt: str, key: str) -> None:
 def show_page(doc: DocumentResult, page: PageResult, fmt: str, key: str) -> None:
     st.markdown(f"**Page {page.page}** · {page.status} · {page.seconds:.2f} s")
     if page.status == "error":
-        st.error(page.error or "this page failed")
+        st.error(ui.untrusted(page.error or "this page failed"))
         return
     if page.status == "blank":
         st.info("No text found on this page.")
@@ -233,7 +242,8 @@ if run_clicked:
     st.session_state[RUN_KEY] = run_batch(files, settings, progress_slot)
 previous_runs()
 if run_id := st.session_state.get(RUN_KEY):
-    run = load_run(config, run_id)
+    unkept = st.session_state.get(UNKEPT_KEY)
+    run = unkept if unkept is not None and unkept.run_id == run_id else load_run(config, run_id)
     if run is None:
         st.warning("That run could not be read (it was moved aside as corrupt or deleted).")
     else:

@@ -4,6 +4,8 @@ A profile may declare ``extends: other.yaml``; it is deep-merged over that file
 (mappings merge key by key, everything else replaces), so the model catalog is
 written once in ``config.yaml`` and the other profiles hold only overrides.
 Every error names the file, the key path, what was found and what is allowed.
+Files are read through ``models.safe_yaml``, which refuses YAML too big, too deep or
+too alias-heavy to load safely; ``extends`` chains are at most ``MAX_EXTENDS_CHAIN`` long.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from pydantic import (
 )
 
 from models.options import RapidOcrOptions, TesseractOptions
+from models.safe_yaml import YamlRefused, load_yaml, read_yaml_text
 from models.templates import TemplateSpec
 from utils.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PROFILE = REPO_ROOT / "config.yaml"
 PROFILE_ENV_VAR = "CHATVLM_CONFIG"
+MAX_EXTENDS_CHAIN = 4  # files in one chain, itself included: each may be MAX_YAML_BYTES
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64)]
 Backend = Literal["transformers", "openai", "rapidocr", "tesseract"]
@@ -141,6 +145,14 @@ class BenchmarkDefaults(Strict):
     dataset: str = "builtin"
     limit: int | None = Field(None, ge=1)
     bootstrap_resamples: int = Field(1000, ge=100, le=100_000)
+    # The page's users are anyone with a browser, so it may not read any folder the server
+    # can; the CLI, run by the machine's own user, reads any folder it is given.
+    dataset_roots: list[Path] | None = Field(
+        None,
+        description="folders the Benchmarks page may read datasets from, sub-folders included "
+        "(relative: from the repository root); null = <data_dir>/datasets; [] = the built-in "
+        "sample set only",
+    )
 
 
 class CacheSettings(Strict):
@@ -207,7 +219,12 @@ def active_profile_path(explicit: str | os.PathLike | None = None) -> Path:
     """The profile to use: an explicit path, else ``$CHATVLM_CONFIG``, else config.yaml."""
     chosen = explicit or os.environ.get(PROFILE_ENV_VAR) or DEFAULT_PROFILE
     path = Path(chosen).expanduser()
-    return path if path.is_absolute() else (Path.cwd() / path).resolve()
+    if path.is_absolute():
+        return path
+    try:
+        return (Path.cwd() / path).resolve()
+    except (OSError, RuntimeError):  # a symlink loop: reading it reports the problem
+        return Path.cwd() / path
 
 
 def load_config(path: str | os.PathLike | None = None) -> LoadedConfig:
@@ -228,6 +245,8 @@ def load_config(path: str | os.PathLike | None = None) -> LoadedConfig:
 
 
 _HINT = "fix the file and restart; `python cli.py config check FILE` shows the resolved profile"
+_LIMIT_HINT = "a profile is a few KB of plain YAML in a file: fix what the message names"
+_MAX_PROBLEMS_LISTED = 20  # a hostile file can hold 100,000 errors; the first ones show what to fix
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -246,9 +265,7 @@ def _read_chain(source: Path) -> list[tuple[Path, dict[str, Any]]]:
     layers: list[tuple[Path, dict[str, Any]]] = []
     current: Path | None = source
     while current is not None:
-        if current in [p for p, _ in layers]:
-            cycle = " -> ".join(p.name for p, _ in layers) + f" -> {current.name}"
-            raise ConfigError(f"{source}: circular `extends`: {cycle}", hint=_HINT)
+        _check_chain(source, [p for p, _ in layers], current)
         raw = _read_yaml_mapping(current)
         parent = raw.pop("extends", None)
         layers.append((current, raw))
@@ -256,32 +273,58 @@ def _read_chain(source: Path) -> list[tuple[Path, dict[str, Any]]]:
     return layers
 
 
+def _check_chain(source: Path, chain: list[Path], current: Path) -> None:
+    if current in chain:
+        cycle = " -> ".join(p.name for p in chain) + f" -> {current.name}"
+        raise ConfigError(f"{source}: circular `extends`: {cycle}", hint=_HINT)
+    if len(chain) >= MAX_EXTENDS_CHAIN:
+        raise ConfigError(
+            f"{source}: `extends` chain longer than {MAX_EXTENDS_CHAIN} files "
+            f"({' -> '.join(p.name for p in chain)} -> ...)",
+            hint="extend config.yaml directly; a profile holds only its overrides",
+        )
+
+
 def _resolve_extends(child: Path, parent: Any) -> Path:
+    name = _shorten(repr(parent))  # repr: a NUL or a control character stays visible
     if not isinstance(parent, str) or not parent.strip():
         raise ConfigError(
-            f"{child}: extends: found {parent!r}, expected a file name such as config.yaml",
+            f"{child}: extends: found {name}, expected a file name such as config.yaml",
             hint=_HINT,
         )
-    target = (child.parent / parent).resolve()
-    if not target.is_file():
-        raise ConfigError(f"{child}: extends: '{parent}' not found at {target}", hint=_HINT)
+    try:
+        target = (child.parent / parent).resolve()
+        exists, regular = target.exists(), target.is_file()
+    except (OSError, RuntimeError, ValueError) as exc:  # too long, symlink loop, NUL byte
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"{child}: extends: {name} cannot be used: {reason}", hint=_HINT
+        ) from None
+    if not exists:
+        raise ConfigError(f"{child}: extends: {name} not found at {target}", hint=_HINT)
+    if not regular:
+        raise ConfigError(f"{child}: extends: {name} is not a file ({target})", hint=_HINT)
     return target
 
 
+def _shorten(text: str, limit: int = 120) -> str:
+    """``text`` cut to ``limit`` characters: a hostile value must not fill the message."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def _read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """The one way a profile file is read: size-capped, guarded YAML, a mapping on top."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = load_yaml(read_yaml_text(path))
     except FileNotFoundError:
         raise ConfigError(f"{path}: profile not found", hint=_HINT) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the profile ({exc})", hint=_HINT) from None
-    try:
-        data = yaml.safe_load(text)
+    except YamlRefused as exc:
+        raise ConfigError(f"{path}: {exc.problem}{_line(exc)}", hint=_LIMIT_HINT) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}", hint=_HINT) from None
+        raise ConfigError(f"{path}: YAML syntax error{_line(exc)}: {problem}", hint=_HINT) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -293,16 +336,24 @@ def _read_yaml_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
+def _line(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+
+
 def _describe_validation_error(
     exc: ValidationError, layers: list[tuple[Path, dict[str, Any]]]
 ) -> str:
     problems = []
-    for error in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    for error in errors[:_MAX_PROBLEMS_LISTED]:
         loc = tuple(str(part) for part in error["loc"])
         key = ".".join(loc) or "(top level)"
         where = _file_defining(loc, layers)
         found = _found(error)
         problems.append(f"{where}: {key}: {error['msg']}{found}")
+    if len(errors) > _MAX_PROBLEMS_LISTED:
+        problems.append(f"... and {len(errors) - _MAX_PROBLEMS_LISTED:,} more problems")
     return "invalid profile:\n  " + "\n  ".join(problems)
 
 

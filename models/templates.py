@@ -16,6 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from models.safe_yaml import load_yaml
 from utils.errors import ConfigError
 
 BUILTIN_TEMPLATES_PATH = Path(__file__).with_name("builtin_templates.yaml")
@@ -150,7 +151,7 @@ NOT_FOUND = FieldValue()
 def templates_from_yaml(text: str, source: str = "templates") -> dict[str, TemplateSpec]:
     """Parse a YAML mapping ``name -> template``; any problem raises ``ConfigError``."""
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}", hint="Fix the YAML syntax.") from exc
     if not isinstance(raw, dict):

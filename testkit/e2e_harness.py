@@ -51,6 +51,11 @@ HOSTILE_CHUNKS = (
     LONG_LINE,
 )
 HOSTILE_TEXT = "".join(HOSTILE_CHUNKS)
+# Strings that reach the page from elsewhere than a model's answer: a server's model id,
+# its error message, an uploaded file's name. Each is Markdown that loads a remote image.
+HOSTILE_MODEL_ID = f"![m](http://{REMOTE_HOST}/model.png)"
+HOSTILE_ERROR = f"![e](http://{REMOTE_HOST}/error.png) $\\rule{{900em}}{{900em}}$"
+HOSTILE_FILE_NAME = f"![f](https:{REMOTE_HOST}).png"
 # The first script run imports the app's services; models load on first use.
 SLOW_MS = 120_000
 
@@ -196,12 +201,24 @@ def is_local(url: str) -> bool:
 
 
 def new_page(browser: Any, watch: PageWatch) -> tuple[Any, Any]:
-    """A fresh context (its own Streamlit session) and page, watched."""
+    """A fresh context (its own Streamlit session) and page, watched.
+
+    Every request for another host is recorded and aborted inside the browser, so
+    a leak fails the test without a single packet leaving the machine.
+    """
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     context.set_default_timeout(30_000)
+    context.route("**/*", _keep_local)
     page = context.new_page()
     watch.attach(page)
     return context, page
+
+
+def _keep_local(route: Any) -> None:
+    if is_local(route.request.url):
+        route.continue_()
+    else:
+        route.abort("blockedbyclient")
 
 
 # -- UI steps ------------------------------------------------------------------
@@ -286,6 +303,19 @@ def fill_text(page: Any, label: str, value: str) -> None:
 def click_button(page: Any, name: str, timeout_ms: int = SLOW_MS) -> None:
     page.get_by_role("button", name=name, exact=True).first.click()
     settle(page, timeout_ms)
+
+
+def new_chat(page: Any) -> None:
+    """Start a new conversation and wait until the page shows it, empty.
+
+    "New chat" reruns the script twice (the click, then ``st.rerun``); on a busy
+    machine ``settle`` can look between the two, so wait for what it must show.
+    """
+    from playwright.sync_api import expect
+
+    click_button(page, "➕ New chat")
+    expect(page.locator('[data-testid="stChatMessage"]')).to_have_count(0, timeout=SLOW_MS)
+    settle(page)
 
 
 def grid_with_column(page: Any, column: str) -> Any:

@@ -8,6 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from models.config import REPO_ROOT
+from testkit.apptest import shown
 
 APP = str(REPO_ROOT / "app.py")
 PAGES = ["app_pages/chat.py", "app_pages/ocr.py", "app_pages/benchmark.py", "app_pages/models.py"]
@@ -22,7 +23,7 @@ def _start(timeout: float = 60) -> AppTest:
 
 def test_app_starts_and_shows_the_active_profile(temp_profile: Path) -> None:
     at = _start()
-    assert any("profile.yaml" in c.value for c in at.sidebar.caption)
+    assert any("profile.yaml" in shown(c.value) for c in at.sidebar.caption)
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -42,7 +43,8 @@ def test_broken_profile_shows_the_error_and_stops(
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     assert not at.exception
-    assert any("models.x" in e.value for e in at.error)
+    assert any("could not be loaded" in shown(e.value) for e in at.error)
+    assert any("models.x" in block.value for block in at.code)  # verbatim, never Markdown
 
 
 def test_models_page_lists_the_catalog_and_cache(temp_profile: Path) -> None:

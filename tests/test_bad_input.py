@@ -33,7 +33,10 @@ from streamlit.testing.v1 import AppTest
 
 from models.config import REPO_ROOT, load_config
 from models.ocr.base import OcrResult
+from testkit.apptest import shown
 from testkit.fake_openai_server import FakeOpenAIServer
+from testkit.hostile_profiles import CASES as HOSTILE_PROFILES
+from testkit.hostile_profiles import HostileProfile
 from testkit.profiles import fake_server_model_yaml, write_test_profile
 from testkit.render import encode, render_lines
 from tests.test_documents import build_pdf, encrypted_pdf, png_claiming_size
@@ -159,10 +162,10 @@ GOOD = Case("good_after", "after.png", png_with("909"), marker="909")
 _NO_NUL_ON_DISK = "a file name on disk cannot hold a NUL byte"
 _NO_LONG_NAMES = "Linux file names stop at 255 bytes (tested as a path that cannot be read)"
 NOT_APPLICABLE = {
-    # The OCR page's uploader names no types, so Streamlit passes a NUL in a name on to
-    # the page, which reads the file under its sanitised name.
+    # The OCR page's uploader and the chat input name no types, so Streamlit passes a NUL
+    # in a name on to the page, which reads the file under its sanitised name.
     "ocr_page": {},
-    "chat": {"name_nul": "refused by Streamlit itself"},
+    "chat": {},
     "cli": {"name_nul": "argv cannot hold a NUL byte"},
     "dataset": {
         "name_nul": _NO_NUL_ON_DISK,
@@ -266,12 +269,12 @@ def run_button(at: AppTest):
 def ocr_page_outcomes_of(at: AppTest) -> dict[str, Outcome]:
     outcomes = {}
     for expander in at.expander:
-        icon_and_name = expander.label.rsplit(" — ", 1)[0]
+        icon_and_name = shown(expander.label).rsplit(" — ", 1)[0]
         icon, name = icon_and_name.split(" ", 1)
         outcomes[name] = Outcome(
             read=icon == "✅",
             name=name,
-            messages=[error.value for error in expander.error],
+            messages=[shown(error.value) for error in expander.error],
             text="\n".join(text.value for text in expander.text),
         )
     return outcomes
@@ -371,7 +374,7 @@ def ask_with(at: AppTest, case: Case, base: Path) -> Outcome:
     at.chat_input[0].upload(case.filename, case.data, "image/png")
     at.chat_input[0].set_value(f"What is in {case.id}?").run()
     assert not at.exception, [e.value for e in at.exception]
-    errors = [error.value for error in at.main.error]
+    errors = [shown(error.value) for error in at.main.error]
     if len(at.chat_message) == turns:  # nothing was sent
         return Outcome(read=False, name=case.shown_name, messages=errors)
     (saved,) = (base / "results" / "chats").glob("*.json")
@@ -711,10 +714,27 @@ def test_ocr_page_stops_a_batch_at_its_time_budget(
     outcomes = upload_and_run(at, files)
 
     assert "one.png" in outcomes and "two.png" not in outcomes  # two.png never started
-    warnings = [warning.value for warning in at.warning]
+    warnings = [shown(warning.value) for warning in at.warning]
     assert any("The batch stopped after" in w and "at file 2 of 2" in w for w in warnings)
     assert any("ocr.batch_time_budget_s" in w for w in warnings)
     (saved,) = (tmp_path / "results" / "ocr").glob("*.json")
     assert [doc["file"] for doc in json.loads(saved.read_text(encoding="utf-8"))["documents"]] == [
         "one.png"
     ]
+
+
+# --- hostile profiles at start-up (issue 14) ---------------------------------------------
+# The same files go through load_config and `cli.py config check` in tests/test_config.py.
+
+
+@pytest.mark.parametrize("case", HOSTILE_PROFILES, ids=[case.id for case in HOSTILE_PROFILES])
+def test_app_start_shows_a_hostile_profile_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: HostileProfile
+) -> None:
+    monkeypatch.setenv("CHATVLM_CONFIG", str(case.write(tmp_path)))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("could not be loaded" in e.value for e in at.error)
+    shown = "\n".join(block.value for block in at.code)
+    assert all(fragment in shown for fragment in case.expected), shown

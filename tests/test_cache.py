@@ -18,6 +18,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from models.config import CacheSettings
+from testkit.faults import refuse_writes_under
 from utils.cache import MISS, CacheStats, DiskCache, disk_cache, make_key, open_cache
 from utils.errors import BadInput, ConfigError, StorageError
 
@@ -545,29 +546,6 @@ def test_nonsense_limits_raise_config_error(tmp_path: Path, kwargs: dict) -> Non
 
 
 # --------------------------------------------------------------------------- best effort
-
-
-def refuse_writes_under(monkeypatch: pytest.MonkeyPatch, folder: Path, error: int) -> None:
-    """Make ``folder`` read-only (EACCES, EROFS) or full (ENOSPC) for this process.
-
-    Root ignores chmod, so the refusal is simulated where files are created or opened
-    for writing; reading keeps working.
-    """
-    real_open, real_mkdir = os.open, os.mkdir
-    writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT
-
-    def open_refusing_writes(path, flags, *args, **kwargs):
-        if Path(path).is_relative_to(folder) and flags & writing:
-            raise OSError(error, os.strerror(error), str(path))
-        return real_open(path, flags, *args, **kwargs)
-
-    def mkdir_refused(path, *args, **kwargs):
-        if Path(path).is_relative_to(folder):
-            raise OSError(error, os.strerror(error), str(path))
-        return real_mkdir(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", open_refusing_writes)
-    monkeypatch.setattr(os, "mkdir", mkdir_refused)
 
 
 def cache_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

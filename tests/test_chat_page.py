@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from models.chat.types import GenerationParams
 from models.config import REPO_ROOT, load_config
+from testkit.apptest import shown
 from testkit.fake_openai_server import FakeOpenAIServer
 from testkit.profiles import fake_server_model_yaml, write_test_profile
 from testkit.render import encode, render_lines
@@ -39,7 +40,7 @@ def test_turn_with_image_is_answered_saved_and_restored(chat_profile: Path) -> N
     at.chat_input[0].upload("scan.png", image, "image/png").set_value("What does it say?").run()
     assert not at.exception, [e.value for e in at.exception]
     assert [m.name for m in at.chat_message] == ["user", "assistant"]
-    usage = [c.value for c in at.chat_message[1].caption]
+    usage = [shown(c.value) for c in at.chat_message[1].caption]
     assert any("tiny_qwen · transformers" in u and "1 image(s)" in u for u in usage), usage
 
     (saved,) = (chat_profile.parent / "results" / "chats").glob("*.json")
@@ -61,7 +62,7 @@ def test_follow_up_keeps_the_earlier_image_in_context(chat_profile: Path) -> Non
     at.chat_input[0].set_value("and now?").run()
     assert not at.exception, [e.value for e in at.exception]
     assert [m.name for m in at.chat_message] == ["user", "assistant", "user", "assistant"]
-    second = [c.value for c in at.chat_message[3].caption]
+    second = [shown(c.value) for c in at.chat_message[3].caption]
     assert any("1 image(s)" in u for u in second), second  # the first turn's image was sent again
 
 
@@ -105,7 +106,7 @@ def test_regenerate_after_another_tab_added_a_turn_is_refused(fake_server_page) 
     next(b for b in at.button if b.label == "🔁 Regenerate").click().run()
 
     assert not at.exception, [e.value for e in at.exception]
-    assert any("changed since it was shown" in e.value for e in at.error), at.error
+    assert any("changed since it was shown" in shown(e.value) for e in at.error), at.error
     assert [m.text for m in store.load(conversation_id).messages] == ["q1", "a1", "q2", "a2"]
     assert not server.chat_requests  # nothing was regenerated
     assert len(at.chat_message) == 4  # the page now shows the other tab's turn
@@ -123,4 +124,4 @@ def test_importing_a_file_without_a_conversation_says_so(fake_server_page) -> No
     at.file_uploader(key="chat_import").upload("broken.json", broken.encode()).run()
     next(b for b in at.button if b.label == "Import").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any("broken.json holds no conversation" in e.value for e in at.error), at.error
+    assert any("broken.json holds no conversation" in shown(e.value) for e in at.error), at.error

@@ -220,3 +220,24 @@ def test_subprocess_run_with_a_served_engine(temp_profile: Path, pairs_set: Path
         check=False,
     )
     assert proc.returncode == 1 and "not an OCR engine" in proc.stderr
+
+
+def test_rescore_drops_a_record_with_infinity_and_writes_the_summary(
+    temp_profile: Path, pairs_set: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The CLI reads any folder its user names: pairs_set is outside the dataset roots.
+    run_id = start_run(capsys, pairs_set, "halfright")["run_id"]
+    run_folder = temp_profile.parent / "results" / "benchmarks" / run_id
+    items = run_folder / "items.jsonl"
+    first, *rest = items.read_text(encoding="utf-8").splitlines()
+    record = json.loads(first)
+    record["seconds"] = "INF"
+    line = json.dumps(record).replace('"INF"', "Infinity")
+    items.write_text("\n".join([line, *rest]) + "\n", encoding="utf-8")
+
+    code, out, _ = bench(capsys, "rescore", run_id)
+
+    assert code == 0 and "2 records rescored" in out and "1 unreadable line(s) dropped" in out
+    summary = json.loads((run_folder / "summary.json").read_text(encoding="utf-8"))
+    assert summary["items_recorded"] == 2
+    assert "Infinity" not in items.read_text(encoding="utf-8")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from models.config import REPO_ROOT, deep_merge, load_config
+from models.safe_yaml import MAX_EXPANDED_SIZE, MAX_NESTING, MAX_YAML_BYTES, YamlRefused, load_yaml
+from models.templates import templates_from_yaml
+from testkit.hostile_profiles import CASES, LIMIT_HINT, HostileProfile, deep_brackets
 from utils.errors import ConfigError
 
 PROFILES = ["config.yaml", "config_optimized.yaml", "config_blackwell_optimized.yaml"]
@@ -156,3 +161,120 @@ def test_unsafe_yaml_tags_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="YAML syntax error"):
         load_config(path)
     assert not marker.exists()
+
+
+# --- hostile profiles (issue 14): a ConfigError naming the file, never a traceback -------
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_hostile_profile_is_a_config_error(tmp_path: Path, case: HostileProfile) -> None:
+    path = case.write(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert str(tmp_path / case.expected[0]) in message, message
+    for fragment in case.expected[1:]:
+        assert fragment in message, message
+    assert len(message) < 4000, "a hostile file must not fill the message"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_hostile_profile_through_config_check(tmp_path: Path, case: HostileProfile) -> None:
+    path = case.write(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "cli.py", "config", "check", str(path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,  # before the fix: over 120 s for 50 MB
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("error: ") and proc.stdout == ""
+    for fragment in case.expected:
+        assert fragment in proc.stderr, proc.stderr
+
+
+def test_limit_errors_say_what_a_profile_should_be(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(deep_brackets(tmp_path))
+    assert caught.value.hint and LIMIT_HINT in caught.value.hint
+
+
+def test_anchors_and_merge_keys_within_the_limits_still_load(tmp_path: Path) -> None:
+    path = _child(
+        tmp_path,
+        """\
+        models:
+          small: &small_vlm
+            display_name: Small
+            backend: transformers
+            task: both
+            source: org/small
+            prompts: &prompts {ocr: Read the page., chat: Describe it.}
+          small_4bit:
+            <<: *small_vlm
+            display_name: Small (4-bit)
+            quantization: 4bit
+          other:
+            display_name: Other
+            backend: transformers
+            task: chat
+            source: org/other
+            prompts: *prompts
+        """,
+    )
+    models = load_config(path).config.models
+    assert models["small_4bit"].source == "org/small"
+    assert models["small_4bit"].quantization == "4bit"
+    assert (
+        models["other"].prompts
+        == models["small"].prompts
+        == {
+            "ocr": "Read the page.",
+            "chat": "Describe it.",
+        }
+    )
+
+
+def test_a_profile_of_exactly_the_size_limit_loads(tmp_path: Path) -> None:
+    path = _child(tmp_path, "")
+    padding = MAX_YAML_BYTES - path.stat().st_size
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("#" * (padding - 1) + "\n")
+    assert path.stat().st_size == MAX_YAML_BYTES
+    assert load_config(path).config.models
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("\n")
+    with pytest.raises(ConfigError, match="larger than the size limit"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("depth", "refused"), [(MAX_NESTING - 1, False), (MAX_NESTING, False), (MAX_NESTING + 1, True)]
+)
+def test_nesting_limit_counts_every_level(depth: int, refused: bool) -> None:
+    text = "[" * depth + "]" * depth
+    if refused:
+        with pytest.raises(YamlRefused, match=f"nested deeper than {MAX_NESTING} levels"):
+            load_yaml(text)
+    else:
+        assert load_yaml(text) is not None
+
+
+def test_expansion_limit_counts_aliases_as_copies() -> None:
+    anchor = "x" * 1000
+    fits = MAX_EXPANDED_SIZE // 1002 - 2
+    text = f"a: &a {anchor}\nb: [{', '.join(['*a'] * fits)}]\n"
+    assert len(load_yaml(text)["b"]) == fits
+    too_many = f"a: &a {anchor}\nb: [{', '.join(['*a'] * (fits + 10))}]\n"
+    with pytest.raises(YamlRefused, match="aliases expand it"):
+        load_yaml(too_many)
+
+
+def test_templates_yaml_goes_through_the_same_guard() -> None:
+    with pytest.raises(ConfigError, match="user.yaml: not valid YAML: nested deeper than 64"):
+        templates_from_yaml("t: " + "[" * 20_000 + "]" * 20_000, source="user.yaml")
+    with pytest.raises(ConfigError, match="cycle"):
+        templates_from_yaml("t: &t {fields: *t}\n")

@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from utils.bench.datasets import Dataset, detect_format, load_dataset, read_sroie_lines
+from utils.bench.datasets import (
+    MAX_LABEL_BYTES,
+    Dataset,
+    detect_format,
+    load_dataset,
+    read_sroie_lines,
+)
 from utils.errors import BadInput
 
 
@@ -342,3 +348,31 @@ def test_root_given_through_a_link_resolves(sroie_folder: Path, tmp_path: Path) 
 
     assert dataset.root == sroie_folder.resolve()
     assert [item.problem for item in dataset.items] == [None, None]
+
+
+# ---------------------------------------------------------------------------
+# Label size
+# ---------------------------------------------------------------------------
+
+
+def test_a_label_over_the_limit_is_an_item_problem_and_still_hashed(pairs_folder: Path) -> None:
+    huge = "WORD " * (MAX_LABEL_BYTES // 5 + 1)
+    write(pairs_folder, {"huge.png": png(), "huge.txt": huge, "edge.png": png()})
+    write(pairs_folder, {"edge.txt": "X" * MAX_LABEL_BYTES, "big.png": png()})
+    write(pairs_folder, {"big.json": json.dumps({"total": "1" * MAX_LABEL_BYTES})})
+
+    dataset = load_dataset(pairs_folder)
+    items = by_id(dataset)
+
+    assert items["huge"].problem == "label over 1024 KB: huge.txt"
+    assert items["huge"].text is None
+    assert items["big"].problem == "label over 1024 KB: big.json"
+    assert items["edge"].problem is None and len(items["edge"].text) == MAX_LABEL_BYTES
+    assert {item.item_id for item in dataset.scorable_items} == {
+        "both",
+        "edge",
+        "fields_only",
+        "text_only",
+    }
+    (pairs_folder / "huge.txt").write_text(huge + "MORE", encoding="utf-8")
+    assert load_dataset(pairs_folder).content_hash != dataset.content_hash

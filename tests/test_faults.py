@@ -27,7 +27,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from models.config import REPO_ROOT, load_config
+from testkit.apptest import shown
 from testkit.fake_openai_server import Drop, Fail, FakeOpenAIServer, Hang, Reply
+from testkit.faults import refuse_writes_under
 from testkit.profiles import fake_server_model_yaml, write_test_profile
 from testkit.render import encode, render_lines
 from utils.bench.engines import Prediction
@@ -276,7 +278,7 @@ def settings_params():
 
 
 def sidebar_warnings(at: AppTest) -> str:
-    return " ".join(warning.value for warning in at.sidebar.warning)
+    return " ".join(shown(warning.value) for warning in at.sidebar.warning)
 
 
 def test_damaged_files_are_moved_aside_reported_and_the_app_works(damaged_profile, monkeypatch):
@@ -312,7 +314,7 @@ def test_damaged_files_are_moved_aside_reported_and_the_app_works(damaged_profil
     assert stats.size_bytes <= stats.max_bytes and stats.evictions > 0
 
     at.switch_page("app_pages/models.py").run()
-    assert any("1 rejected" in c.value for c in at.caption)
+    assert any("1 rejected" in shown(c.value) for c in at.caption)
     # What is left parses; the damaged items.jsonl line is skipped, not fatal.
     for path in (config.data_dir / "benchmarks").rglob("*.json"):
         read_json(path, JSON_MODELS[path.name])
@@ -355,10 +357,12 @@ def test_hang_500_and_dropped_stream_show_the_error_and_the_next_question_works(
             answer = saved_messages(profile)[-1]
             assert answer["role"] == "assistant" and answer["interrupted"]
             assert answer["text"] == partial and error in answer["error"]
-            shown = at.chat_message[2 * number + 1]
-            assert any(error in e.value for e in shown.error), [e.value for e in shown.error]
+            message = at.chat_message[2 * number + 1]
+            assert any(error in shown(e.value) for e in message.error), [
+                shown(e.value) for e in message.error
+            ]
             if partial:
-                assert "third?" in shown.markdown[0].value
+                assert "third?" in message.markdown[0].value
 
         chat_turn(at, "fourth?")
         answer = saved_messages(profile)[-1]
@@ -389,7 +393,7 @@ def test_ocr_batch_whose_engine_fails_leaves_no_empty_run(
     next(button for button in at.button if button.label == "Run OCR").click().run()
 
     assert not at.exception, [e.value for e in at.exception]
-    assert [e.value for e in at.error] == ["rapidocr failed to load"]
+    assert [shown(e.value) for e in at.error] == ["rapidocr failed to load"]
     assert not at.warning  # no "that run could not be read" for a run never saved
     assert not list((tmp_path / "results" / "ocr").glob("*.json"))
     # An empty run saved by an older version is not offered for reopening either.
@@ -420,25 +424,6 @@ def ocr_texts(out: str) -> list[str]:
     """The text of each file that `cli.py ocr --format json` printed, "" for a failed one."""
     results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     return [" ".join(page["text"] for page in result["pages"]).upper() for result in results]
-
-
-def refuse_writes_under(monkeypatch: pytest.MonkeyPatch, folder: Path, error: int) -> None:
-    """``folder`` read-only (or full) for this process; root ignores chmod, so simulate it."""
-    real_open, real_mkdir = os.open, os.mkdir
-    writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT
-
-    def open_refusing_writes(path, flags, *args, **kwargs):
-        if Path(path).is_relative_to(folder) and flags & writing:
-            raise OSError(error, os.strerror(error), str(path))
-        return real_open(path, flags, *args, **kwargs)
-
-    def mkdir_refused(path, *args, **kwargs):
-        if Path(path).is_relative_to(folder):
-            raise OSError(error, os.strerror(error), str(path))
-        return real_mkdir(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", open_refusing_writes)
-    monkeypatch.setattr(os, "mkdir", mkdir_refused)
 
 
 def test_stats_file_not_utf8_breaks_neither_ocr_nor_cache_stats(tmp_path: Path, capsys) -> None:
@@ -505,3 +490,48 @@ def test_config_check_refuses_a_cache_cap_of_zero(tmp_path: Path, capsys) -> Non
 
     err = capsys.readouterr().err
     assert "cache.max_mb" in err and "greater than 0" in err
+
+
+# --- a read-only data folder in the UI ---------------------------------------------------
+
+
+def test_read_only_results_chat_keeps_the_typed_question_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FakeOpenAIServer() as server:
+        profile = write_test_profile(tmp_path, fake_server_model_yaml(server.base_url))
+        monkeypatch.setenv("CHATVLM_CONFIG", str(profile))
+        results = profile.parent / "results"
+        results.mkdir(exist_ok=True)
+        refuse_writes_under(monkeypatch, results, errno.EROFS)
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.run()
+        next(s for s in at.sidebar.selectbox if s.label == "Model").set_value("fake_vlm").run()
+        at.chat_input[0].set_value("Is my question kept?").run()
+
+        assert not at.exception, [e.value for e in at.exception]
+        errors = [shown(e.value) for e in at.error]
+        assert any(f"the folder {results}" in e and "read-only" in e for e in errors), errors
+        assert at.chat_input[0].value == "Is my question kept?"  # back in the input
+        assert not server.chat_requests  # nothing was asked that could not be kept
+
+
+def test_read_only_results_ocr_page_shows_the_text_and_says_the_run_was_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profile = write_test_profile(tmp_path)
+    monkeypatch.setenv("CHATVLM_CONFIG", str(profile))
+    results = profile.parent / "results"
+    results.mkdir(exist_ok=True)
+    refuse_writes_under(monkeypatch, results, errno.EROFS)
+    at = AppTest.from_file(str(REPO_ROOT / "app_pages" / "ocr.py"), default_timeout=120)
+    at.run()
+    image = encode(render_lines(["READ ONLY 42"], size=(420, 160), font_size=28))
+    at.file_uploader[0].set_value(("scan.png", image, "image/png")).run()
+    next(b for b in at.button if b.label == "Run OCR").click().run()
+
+    assert not at.exception, [e.value for e in at.exception]
+    errors = [shown(e.value) for e in at.error]
+    assert any(f"{results}" in e and "read-only" in e.lower() for e in errors), errors
+    assert any("not kept" in shown(w.value) for w in at.warning)
+    assert "READ ONLY 42" in " ".join(text.value for text in at.text)  # the result is shown

@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from models.config import REPO_ROOT, load_config
+from testkit.apptest import shown
 from tests.test_model_status import closed_port, fake_hf_cache_repo
 from utils.system.hardware import detect_hardware, recommend_profile
 from utils.system.model_status import history_path, read_history, read_status, status_path
@@ -62,7 +63,7 @@ def catalog(at: AppTest) -> dict[str, dict]:
 
 
 def texts(elements) -> list[str]:
-    return [element.value for element in elements]
+    return [shown(element.value) for element in elements]
 
 
 def test_page_shows_every_entry_with_its_availability_and_fix(page_profile: Path) -> None:

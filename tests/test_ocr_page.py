@@ -7,6 +7,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from models.config import REPO_ROOT
+from testkit.apptest import shown
 from testkit.render import RECEIPT_LINES, encode, render_lines
 
 APP = str(REPO_ROOT / "app.py")
@@ -37,11 +38,11 @@ def test_upload_run_and_see_text_fields_and_errors(temp_profile: Path) -> None:
     _run_button(at).click().run()
     assert not at.exception, [e.value for e in at.exception]
 
-    labels = [e.label for e in at.expander]
+    labels = [shown(e.label) for e in at.expander]
     assert any(label.startswith("✅ receipt.png") for label in labels), labels
     assert any(label.startswith("❌ broken.png") for label in labels), labels
     assert any("TOTAL" in t.value.upper() for t in at.text)
-    assert any("broken.png" in e.value for e in at.error)
+    assert any("broken.png" in shown(e.value) for e in at.error)
     fields = at.dataframe[0].value
     assert fields.set_index("field").loc["total", "value"] == "10.00"
     assert {"TXT", "Markdown", "JSON", "Fields CSV"} <= {b.label for b in at.get("download_button")}

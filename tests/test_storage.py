@@ -24,6 +24,7 @@ import pytest
 from filelock import FileLock
 from pydantic import ValidationError
 
+from testkit.faults import refuse_writes_under
 from testkit.storage_writer import StressRecord, make_record
 from utils.errors import StorageError
 from utils.storage import (
@@ -421,25 +422,6 @@ def filled_folder(tmp_path: Path) -> Path:
     return folder
 
 
-def _refuse_writes_under(monkeypatch: pytest.MonkeyPatch, folder: Path, error: int) -> None:
-    """Make ``folder`` act read-only for this process (root ignores chmod, so simulate it)."""
-    real_open, real_mkdir = os.open, os.mkdir
-    writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT
-
-    def open_read_only(path, flags, *args, **kwargs):
-        if Path(path).is_relative_to(folder) and flags & writing:
-            raise OSError(error, os.strerror(error), str(path))
-        return real_open(path, flags, *args, **kwargs)
-
-    def mkdir_read_only(path, *args, **kwargs):
-        if Path(path).is_relative_to(folder):
-            raise OSError(error, os.strerror(error), str(path))
-        return real_mkdir(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", open_read_only)
-    monkeypatch.setattr(os, "mkdir", mkdir_read_only)
-
-
 def _check_reads_work_and_writes_fail_clearly(folder: Path) -> None:
     before = sorted(path.name for path in folder.iterdir())
 
@@ -462,7 +444,7 @@ def _check_reads_work_and_writes_fail_clearly(folder: Path) -> None:
 def test_read_only_folder_is_read_and_writes_fail_naming_it(
     filled_folder: Path, monkeypatch: pytest.MonkeyPatch, error: int
 ) -> None:
-    _refuse_writes_under(monkeypatch, filled_folder, error)
+    refuse_writes_under(monkeypatch, filled_folder, error)
 
     _check_reads_work_and_writes_fail_clearly(filled_folder)
 
@@ -484,7 +466,7 @@ def test_corrupt_file_in_a_read_only_folder_is_left_in_place(
     filled_folder: Path, monkeypatch: pytest.MonkeyPatch, storage_warnings
 ) -> None:
     bad = _write_raw(filled_folder / "bad.json", "{" + SECRET)
-    _refuse_writes_under(monkeypatch, filled_folder, errno.EROFS)
+    refuse_writes_under(monkeypatch, filled_folder, errno.EROFS)
 
     assert read_json_or_none(bad, Page) is None
     with pytest.raises(CorruptDataFile, match="could not be moved aside"):

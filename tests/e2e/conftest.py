@@ -40,7 +40,7 @@ def hostile_server(e2e_ready: None) -> Iterator[Any]:
     from testkit.fake_openai_server import FakeOpenAIServer, Reply
 
     with FakeOpenAIServer(
-        models=("hostile-vlm",), default=Reply(chunks=h.HOSTILE_CHUNKS)
+        models=("hostile-vlm", h.HOSTILE_MODEL_ID), default=Reply(chunks=h.HOSTILE_CHUNKS)
     ) as server:
         yield server
 
@@ -56,6 +56,13 @@ def hostile_yaml(base_url: str) -> tuple[str, str]:
         "    endpoint: fake\n"
         "    served_name: hostile-vlm\n"
         "    max_new_tokens: 64\n"
+        # Not served: its availability quotes the model ids the server does serve.
+        "  ghost:\n"
+        "    display_name: Ghost served model\n"
+        "    backend: openai\n"
+        "    task: chat\n"
+        "    endpoint: fake\n"
+        "    served_name: not-served\n"
     )
     return endpoints, models
 

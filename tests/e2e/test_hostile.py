@@ -33,8 +33,7 @@ def test_hostile_chat_answer_is_inert_text(
     page: Any, app_server: h.AppServer, watch: h.PageWatch
 ) -> None:
     h.open_page(page, app_server, "/")
-    h.click_button(page, "➕ New chat")
-    assert not page.locator('[data-testid="stChatMessage"]').count(), "New chat is not empty"
+    h.new_chat(page)
     h.choose(page, "Model", "Hostile fake VLM")
     h.chat_send(page, "Say something nasty (e2e-hostile)")
     messages = page.locator('[data-testid="stChatMessage"]')

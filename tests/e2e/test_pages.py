@@ -77,8 +77,7 @@ def test_ocr_image_and_pdf(page: Any, app_server: h.AppServer) -> None:
 
 def test_chat_with_image_survives_reload_and_exports(page: Any, app_server: h.AppServer) -> None:
     h.open_page(page, app_server, "/")
-    h.click_button(page, "➕ New chat")
-    assert not page.locator('[data-testid="stChatMessage"]').count(), "New chat is not empty"
+    h.new_chat(page)
     h.choose(page, "Model", "Tiny Qwen2-VL")
     question = "What is the total on this receipt? (e2e-chat)"
     h.chat_send(page, question, [h.png_payload("receipt.png", receipt_png())])

@@ -11,7 +11,10 @@ Layouts (one flat folder; hidden files and sub-folders are ignored):
   written in the pairs layout.
 
 Loading never stops at one bad item: an item whose image or ground truth cannot
-be used is kept with ``problem`` saying why, so a benchmark can report it.
+be used is kept with ``problem`` saying why, so a benchmark can report it. A
+ground-truth file over ``MAX_LABEL_BYTES`` is such a problem: edit distances cost
+time in proportion to the product of the two texts' lengths (a 3 MB label took
+minutes for one item, 300 MB gigabytes of memory), and no page holds that much text.
 """
 
 from __future__ import annotations
@@ -53,6 +56,10 @@ TRUTH_SUFFIXES: dict[str, tuple[str, ...]] = {
     "pairs": (".txt", ".json"),
 }
 BUILTIN_NAME = "builtin"
+#: Largest ground-truth file read (.txt / .csv / .json); a page's text is a few KB.
+MAX_LABEL_BYTES = 1024 * 1024
+#: Bytes hashed per step while a file over the limit is hashed without being kept.
+_HASH_CHUNK = 1024 * 1024
 
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -295,14 +302,26 @@ class _Reading:
     digests: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
 
 
-def _load_bytes(path: Path, root: Path, reading: _Reading) -> bytes | None:
-    """The file's bytes, recorded for the content hash; None (and a problem) when unreadable."""
+def _load_bytes(
+    path: Path, root: Path, reading: _Reading, max_bytes: int | None = None
+) -> bytes | None:
+    """The file's bytes, recorded for the content hash; None (and a problem) when
+    unreadable or, with ``max_bytes``, larger than that. A file over the limit is still
+    hashed, a chunk at a time, so the content hash covers every file an item uses."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read() if max_bytes is None else file.read(max_bytes + 1)
+            digest = hashlib.sha256(data)
+            too_large = max_bytes is not None and len(data) > max_bytes
+            while too_large and (chunk := file.read(_HASH_CHUNK)):
+                digest.update(chunk)
     except OSError as exc:
         reading.problems.append(f"cannot read {path.name}: {exc.strerror or exc}")
         return None
-    reading.digests[path.relative_to(root).as_posix()] = hashlib.sha256(data).hexdigest()
+    reading.digests[path.relative_to(root).as_posix()] = digest.hexdigest()
+    if too_large:
+        reading.problems.append(f"label over {max_bytes // 1024} KB: {path.name}")
+        return None
     return data
 
 
@@ -334,7 +353,7 @@ def _read_item(
         names = " / ".join(f"{image.stem}{suffix}" for suffix in suffixes)
         reading.problems.append(f"no ground truth ({names})")
     for suffix in found:
-        truth_data = _load_bytes(truth[suffix], folder.root, reading)
+        truth_data = _load_bytes(truth[suffix], folder.root, reading, MAX_LABEL_BYTES)
         if truth_data is not None:
             _read_truth(truth[suffix], suffix, truth_data, reading)
     return LabelledItem(

@@ -38,6 +38,12 @@ class BenchRequest(BaseModel):
     template: str | None = None
     run_id: str | None = None
     name: str | None = None
+    within_dataset_roots: bool = Field(
+        False,
+        description="a new run's dataset folder must lie inside the profile's "
+        "benchmark.dataset_roots: set by the web page, whose users may not read every folder "
+        "the server can (a resume reads the folder its run was started on)",
+    )
 
 
 def builtin_root(config: AppConfig) -> Path:
@@ -45,10 +51,50 @@ def builtin_root(config: AppConfig) -> Path:
     return config.data_dir / "datasets" / "builtin"
 
 
-def open_dataset(spec: str, fmt: Literal["auto", "sroie", "pairs"], config: AppConfig) -> Dataset:
-    """``spec`` "builtin" (the sample set, written under the data folder) or a folder."""
+def dataset_roots(config: AppConfig) -> list[Path]:
+    """The folders the web page may read datasets from (``benchmark.dataset_roots``)."""
+    roots = config.benchmark.dataset_roots
+    if roots is None:
+        return [config.data_dir / "datasets"]
+    return [config.path(root) for root in roots]
+
+
+def folder_within_roots(spec: str, roots: list[Path]) -> Path:
+    """The folder ``spec`` names, resolved (links followed, ``..`` applied), when it lies
+    inside one of ``roots``; else ``BadInput``. Resolved first, so a link or a ``..`` that
+    leads out of a root is refused."""
+    if not roots:
+        raise BadInput(
+            "the web page reads the built-in sample set only",
+            hint="list the folders it may read in the profile's benchmark.dataset_roots",
+        )
+    try:
+        folder = Path(spec).expanduser().resolve()
+        inside = any(folder.is_relative_to(root.resolve()) for root in roots)
+    except (OSError, ValueError, RuntimeError) as exc:  # NUL byte, link loop, bad "~user"
+        raise BadInput(f"{spec!r} is not a usable folder path: {exc}") from None
+    if not inside:
+        raise BadInput(
+            f"{spec} is not inside a dataset folder the web page may read "
+            f"({', '.join(str(root) for root in roots)})",
+            hint="put the set in one of them, or add its folder to benchmark.dataset_roots "
+            "in the profile",
+        )
+    return folder
+
+
+def open_dataset(
+    spec: str,
+    fmt: Literal["auto", "sroie", "pairs"],
+    config: AppConfig,
+    within_roots: bool = False,
+) -> Dataset:
+    """``spec`` "builtin" (the sample set, written under the data folder) or a folder;
+    with ``within_roots``, only a folder inside the profile's dataset roots."""
     if spec == "builtin":
         return builtin_dataset(builtin_root(config))
+    if within_roots:
+        return load_dataset(folder_within_roots(spec, dataset_roots(config)), fmt)
     return load_dataset(Path(spec).expanduser(), fmt)
 
 
@@ -109,7 +155,7 @@ def _plan_new(
         raise BadInput("no engine chosen", hint="pick one or more, e.g. --engine rapidocr")
     run_id = new_run_id() if request.run_id is None else store.check_run_id(request.run_id)
     spec = request.dataset or config.benchmark.dataset
-    dataset = open_dataset(spec, request.format, config)
+    dataset = open_dataset(spec, request.format, config, request.within_dataset_roots)
     template = check_template(request.template, config)
     engines = [engine_factory(name, config) for name in request.engines]
     limit = request.limit or config.benchmark.limit

@@ -4,6 +4,10 @@ Plain typed records, written and read by ``utils.bench.store`` (which owns the r
 folders, the state file and the listing). The manifest and item records are written
 by the runner, the summary by ``utils.bench.scoring``; stored runs are read back with
 these same models, so a field added here needs a default or a schema migration.
+
+Every record refuses NaN and infinity (``FINITE``): JSON has neither, and a stored
+``Infinity`` or ``1e999`` that passed validation would break the next summary or
+rescore; refused on read, such a line is skipped and counted like any invalid one.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ from utils.storage import VersionedRecord
 
 ItemStatus = Literal["ok", "error", "skipped"]
 
+#: The config of every record here: no unknown keys, no NaN or infinity in any float.
+FINITE = ConfigDict(extra="forbid", allow_inf_nan=False)
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = FINITE
 
 
 class EngineInfo(_Strict):
@@ -56,6 +63,7 @@ class HardwareInfo(_Strict):
 class Manifest(VersionedRecord):
     """Everything needed to know what a run measured; written before any item."""
 
+    model_config = FINITE
     SCHEMA_VERSION = 1
 
     run_id: str
@@ -86,6 +94,7 @@ class ItemRecord(VersionedRecord):
     """One engine on one item: prediction, truth, scores, cost. Self-contained, so a
     rescore needs neither the model nor the dataset folder."""
 
+    model_config = FINITE
     SCHEMA_VERSION = 1
 
     run_id: str
@@ -147,6 +156,7 @@ class EngineSummary(_Strict):
 class Summary(VersionedRecord):
     """Aggregates of a run; a pure function of its manifest and item records."""
 
+    model_config = FINITE
     SCHEMA_VERSION = 1
 
     run_id: str

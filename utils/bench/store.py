@@ -7,8 +7,9 @@ One folder per run holds:
   so a crash loses at most the items in flight;
 - ``summary.json``  — aggregates, rebuildable from the items at any time;
 - ``state.json``    — running / cancelled / complete / failed, with a message;
-- ``run.lock``      — held by the process running the run, so a second runner is
-  refused and a "running" state whose lock is free is known to be interrupted.
+- ``.locks/run.lock`` — held by the process running the run, so a second runner is
+  refused and a "running" state whose lock is free is known to be interrupted. It sits
+  out of sight with the writer locks of the run's files (``utils.storage.locks``).
 
 The records inside those files are in ``utils.bench.records``; this module holds
 the folder's own bookkeeping (state, listing) and all of its file I/O. Run ids are
@@ -37,6 +38,7 @@ from utils.storage import (
     append_jsonl,
     atomic_write_bytes,
     atomic_write_json,
+    lock_path_for,
     read_json_or_none,
     read_jsonl,
     utc_now_iso,
@@ -49,7 +51,8 @@ MANIFEST_FILE = "manifest.json"
 ITEMS_FILE = "items.jsonl"
 SUMMARY_FILE = "summary.json"
 STATE_FILE = "state.json"
-RUN_LOCK_FILE = "run.lock"
+#: The run's own lock is kept as the lock of this name in the run folder: ``.locks/run.lock``.
+RUN_LOCK_NAME = "run"
 MAX_NAME_LENGTH = 200
 
 RunStatus = Literal["running", "cancelled", "complete", "failed", "interrupted"]
@@ -126,6 +129,11 @@ def run_exists(data_dir: Path, run_id: str) -> bool:
     return (run_dir(data_dir, run_id) / MANIFEST_FILE).is_file()
 
 
+def run_lock_path(data_dir: Path, run_id: str) -> Path:
+    """The lock a runner holds for the whole run, beside the writer locks of the run's files."""
+    return lock_path_for(run_dir(data_dir, run_id) / RUN_LOCK_NAME)
+
+
 def _missing_run(run_id: str) -> BadInput:
     return BadInput(f"no benchmark run {run_id}", hint="`cli.py bench list` shows the stored runs")
 
@@ -136,9 +144,9 @@ def _missing_run(run_id: str) -> BadInput:
 @contextmanager
 def hold_run_lock(data_dir: Path, run_id: str) -> Iterator[None]:
     """Held for a whole run: a second runner of the same run (any process) is refused."""
-    folder = run_dir(data_dir, run_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(folder / RUN_LOCK_FILE, timeout=0)
+    lock_file = run_lock_path(data_dir, run_id)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_file, timeout=0)
     try:
         lock.acquire()
     except Timeout as exc:
@@ -153,12 +161,18 @@ def hold_run_lock(data_dir: Path, run_id: str) -> Iterator[None]:
 
 
 def is_running(data_dir: Path, run_id: str) -> bool:
-    """Whether some process holds the run's lock right now."""
-    lock = FileLock(run_dir(data_dir, run_id) / RUN_LOCK_FILE, timeout=0)
+    """Whether some process holds the run's lock right now.
+
+    A folder where the lock cannot be created (read-only) has no runner either: a run
+    writes its records there.
+    """
+    lock = FileLock(run_lock_path(data_dir, run_id), timeout=0)
     try:
         lock.acquire()
     except Timeout:
         return True
+    except OSError:
+        return False
     lock.release()
     return False
 

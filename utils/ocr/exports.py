@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Sequence
 
 from utils.ocr.pipeline import DocumentResult
+from utils.spreadsheet import csv_text
 
 
 def document_text(result: DocumentResult) -> str:
@@ -43,20 +42,20 @@ def results_json(results: Sequence[DocumentResult]) -> str:
 
 
 def fields_csv(results: Sequence[DocumentResult]) -> str:
-    """One row per document; one column per field (union over the documents)."""
+    """One row per document; one column per field (union over the documents).
+
+    Written by ``utils.spreadsheet``, which keeps OCR text, file names and errors from
+    running as spreadsheet formulas.
+    """
     names: list[str] = []
     for result in results:
         names.extend(n for n in result.fields if n not in names)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["file", *names, "error"])
-    for result in results:
-        values = [_csv_safe(result.fields[n].value) if n in result.fields else "" for n in names]
-        writer.writerow([_csv_safe(result.file), *values, result.error or ""])
-    return buffer.getvalue()
-
-
-def _csv_safe(value: str | None) -> str:
-    """Neutralise spreadsheet formulas (CSV injection) in OCR text."""
-    text = value or ""
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    rows = [
+        [
+            result.file,
+            *[result.fields[n].value if n in result.fields else "" for n in names],
+            result.error or "",
+        ]
+        for result in results
+    ]
+    return csv_text(["file", *names, "error"], rows)

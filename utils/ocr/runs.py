@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.config import AppConfig
+from utils.errors import StorageError
 from utils.ocr.pipeline import DocumentResult
 from utils.storage import (
     VersionedRecord,
@@ -52,7 +53,8 @@ class RunRecorder:
     A crash or a kill mid-batch (the server restarted, the browser tab closed) then
     loses at most the file being read; the run on disk always parses. Nothing is saved
     before the first file: a batch that reads no file (its engine failed to load) leaves
-    no empty run behind.
+    no empty run behind. A data folder that refuses the write (read-only, full) does
+    not stop the batch: the results stay in ``run`` and ``not_kept`` says why.
     """
 
     def __init__(self, config: AppConfig, settings: dict) -> None:
@@ -60,18 +62,24 @@ class RunRecorder:
         self.run = OcrRun(
             run_id=new_run_id(), created_at=utc_now_iso(timespec="auto"), settings=settings
         )
+        self.not_kept: StorageError | None = None
 
     @property
     def saved(self) -> bool:
-        """Whether the run is on disk (it is once it holds a file)."""
-        return bool(self.run.documents)
+        """Whether the run is on disk (it is once it holds a file that could be written)."""
+        return bool(self.run.documents) and self.not_kept is None
 
     def add(self, result: DocumentResult, data: bytes) -> None:
-        # The upload first: a saved run never points at a file that was not kept.
-        if result.sha256:
-            store_upload(self.config, data, result.sha256)
         self.run.documents.append(result)
-        save_run(self.config, self.run)
+        if self.not_kept is not None:
+            return
+        try:
+            # The upload first: a saved run never points at a file that was not kept.
+            if result.sha256:
+                store_upload(self.config, data, result.sha256)
+            save_run(self.config, self.run)
+        except StorageError as exc:
+            self.not_kept = exc
 
 
 def runs_dir(config: AppConfig) -> Path:
