@@ -25,19 +25,16 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
+from testkit.synthetic_runs import synthetic_manifest, write_run  # noqa: E402
 from utils.bench import store  # noqa: E402
 from utils.bench.compare import compare_runs  # noqa: E402
 from utils.bench.environment import package_versions  # noqa: E402
 from utils.bench.records import (  # noqa: E402
-    DatasetInfo,
-    EngineInfo,
-    HardwareInfo,
     ItemRecord,
-    Manifest,
 )
 from utils.bench.runs import open_run  # noqa: E402
 from utils.bench.scoring import build_summary, score_prediction  # noqa: E402
-from utils.storage import atomic_write_bytes, utc_now_iso  # noqa: E402
+from utils.storage import utc_now_iso  # noqa: E402
 
 WORDS = [
     "TOTAL",
@@ -54,29 +51,6 @@ WORDS = [
     "RM",
     "TAX",
 ]
-
-
-def fake_manifest(run_id: str, items: int, engines: list[str]) -> Manifest:
-    return Manifest(
-        run_id=run_id,
-        name=f"scale test {run_id}",
-        created_at=utc_now_iso(),
-        started_at=utc_now_iso(),
-        versions=package_versions(),
-        profile_path="/tmp/profile.yaml",
-        profile_sha256="0" * 64,
-        engines=[EngineInfo(name=e, source="registered", backend="fake") for e in engines],
-        upload_limits={},
-        dataset=DatasetInfo(
-            name="synthetic",
-            root="/tmp/synthetic",
-            format="pairs",
-            content_hash="1" * 64,
-            items=items,
-        ),
-        hardware=HardwareInfo(platform="test", machine="x86_64"),
-        items_planned=items,
-    )
 
 
 def fake_records(run_id: str, engine: str, items: int, rng: random.Random) -> list[ItemRecord]:
@@ -111,13 +85,12 @@ def fake_records(run_id: str, engine: str, items: int, rng: random.Random) -> li
 
 def make_run(data_dir: Path, index: int, items: int, rng: random.Random) -> str:
     run_id = f"2025{index // 100 + 1:02d}{index % 28 + 1:02d}T000000Z-{index:06x}"
-    manifest = fake_manifest(run_id, items, ["fake"])
-    store.write_manifest(data_dir, manifest)
+    manifest = synthetic_manifest(
+        run_id, items, ["fake"], f"scale test {run_id}", versions=package_versions()
+    )
     records = fake_records(run_id, "fake", items, rng)
-    lines = "".join(r.model_dump_json() + "\n" for r in records).encode()
-    atomic_write_bytes(store.items_path(data_dir, run_id), lines)
+    write_run(data_dir, manifest, records)
     store.write_summary(data_dir, build_summary(manifest, records))
-    store.write_state(data_dir, run_id, "complete")
     return run_id
 
 

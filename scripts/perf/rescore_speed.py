@@ -26,11 +26,11 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from utils.bench import store  # noqa: E402
-from utils.bench.records import DatasetInfo, EngineInfo, HardwareInfo, ItemRecord, Manifest  # noqa: E402
+from testkit.synthetic_runs import synthetic_manifest, write_run  # noqa: E402
+from utils.bench.records import ItemRecord  # noqa: E402
 from utils.bench.runs import rescore  # noqa: E402
 from utils.bench.scoring import build_summary, rescored  # noqa: E402
-from utils.storage import atomic_write_bytes, utc_now_iso  # noqa: E402
+from utils.storage import utc_now_iso  # noqa: E402
 
 RUN_ID = "20250101T000000Z-0a0b0c"
 SHOPS = ["SUNRISE BAKERY SDN BHD", "KEDAI RUNCIT AH SENG", "MAJU MART ENTERPRISE"]
@@ -108,36 +108,6 @@ def fake_records(items: int, error_rate: float, rng: random.Random) -> list[Item
     return records
 
 
-def fake_manifest(items: int) -> Manifest:
-    return Manifest(
-        run_id=RUN_ID,
-        name="rescore speed",
-        created_at=utc_now_iso(),
-        started_at=utc_now_iso(),
-        versions={},
-        profile_path="/tmp/profile.yaml",
-        profile_sha256="0" * 64,
-        engines=[EngineInfo(name="fake", source="registered", backend="fake")],
-        upload_limits={},
-        dataset=DatasetInfo(
-            name="synthetic",
-            root="/tmp/synthetic",
-            format="pairs",
-            content_hash="1" * 64,
-            items=items,
-        ),
-        hardware=HardwareInfo(platform="test", machine="x86_64"),
-        items_planned=items,
-    )
-
-
-def write_run(data_dir: Path, manifest: Manifest, records: list[ItemRecord]) -> None:
-    store.write_manifest(data_dir, manifest)
-    lines = "".join(record.model_dump_json() + "\n" for record in records).encode()
-    atomic_write_bytes(store.items_path(data_dir, RUN_ID), lines)
-    store.write_state(data_dir, RUN_ID, "complete")
-
-
 def report(label: str, items: int, seconds: float) -> None:
     print(f"{label:<36} {items / seconds:>10,.0f} items/s   {seconds:8.2f} s total")
 
@@ -149,7 +119,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    manifest = fake_manifest(args.items)
+    manifest = synthetic_manifest(RUN_ID, args.items, ["fake"], "rescore speed")
     started = time.perf_counter()
     records = fake_records(args.items, args.error_rate, rng)
     mean_chars = sum(len(r.truth_text or "") for r in records) / len(records)
