@@ -12,7 +12,7 @@ PORT ?= 8501
 
 run: setup
 	$(PY) -m streamlit run app.py --server.headless true --server.address $(HOST) \
-	  --server.port $(PORT) --browser.gatherUsageStats false
+	  --server.port $(PORT) --browser.gatherUsageStats false $(STREAMLIT_ARGS)
 
 test: setup system-deps
 	$(PY) -m ruff check .

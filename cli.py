@@ -88,6 +88,13 @@ def _add_ocr_command(commands: argparse._SubParsersAction) -> None:
         default=None,
         help="what a VLM engine is asked for (default: markdown for --format markdown)",
     )
+    ocr.add_argument(
+        "--fields-per",
+        choices=["document", "page"],
+        default="document",
+        help="with --template: one record of fields per file (default), or one per page "
+        "(a PDF of several receipts)",
+    )
     ocr.add_argument("--no-cache", action="store_true", help="neither read nor write cache/")
     _profile_option(ocr)
     ocr.set_defaults(handler=cmd_ocr)

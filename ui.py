@@ -16,7 +16,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from models.config import LoadedConfig, active_profile_path, load_config
+from models.config import AppConfig, CacheSettings, LoadedConfig, active_profile_path, load_config
+from utils.cache import DiskCache, open_cache
+from utils.documents.limits import DocumentLimits
 from utils.errors import AppError, ConfigError
 from utils.logging_setup import setup_logging
 from utils.safe_markdown import escape_markdown
@@ -32,6 +34,24 @@ def _load_profile(path: str) -> LoadedConfig:
     loaded = load_config(path)
     setup_logging(loaded.config.data_dir, loaded.config.app.log_level)
     return loaded
+
+
+@st.cache_resource(show_spinner=False)
+def _shared_cache(cache_dir: str, max_mb: float, ttl_hours: float | None) -> DiskCache:
+    return open_cache(Path(cache_dir), CacheSettings(max_mb=max_mb, ttl_hours=ttl_hours))
+
+
+def cache(config: AppConfig) -> DiskCache:
+    """The result cache, one per server process: every page counts its hits and misses in
+    the same object, so the Models page shows what the OCR page just did."""
+    return _shared_cache(str(config.cache_dir), config.cache.max_mb, config.cache.ttl_hours)
+
+
+def upload_limit_mb(config: AppConfig) -> int:
+    """What the uploaders announce and take: the profile's limit in whole MB, never over
+    the server's own cap (``server.maxUploadSize``), which would refuse a file first."""
+    profile_mb = DocumentLimits(**config.app.upload.model_dump()).uploader_mb
+    return min(profile_mb, st.get_option("server.maxUploadSize"))
 
 
 def profile() -> LoadedConfig:

@@ -13,18 +13,23 @@ from utils.bench.compare import compare_runs
 from utils.bench.engines import bench_engine_names
 from utils.bench.plan import BenchRequest, dataset_roots, reopen_dataset
 from utils.bench.runner import run_benchmark
-from utils.bench.runs import open_run
-from utils.bench.store import delete_run, list_bench_runs, rename_run
+from utils.bench.runs import RunDetail, open_run, rescore
+from utils.bench.store import RunListing, delete_run, list_bench_runs, rename_run
 from utils.documents.document import load_document
 from utils.errors import AppError
 from utils.ocr.drawing import draw_boxes
 from utils.ocr.pipeline import document_limits
 from utils.spreadsheet import frame_csv
+from utils.storage import new_run_id
 
 loaded = ui.profile()
 config = loaded.config
 data_dir = config.data_dir
 st.title("📊 Benchmarks")
+_RUN_IN_PROGRESS = "bench_run_in_progress"
+_RESUMED = "bench_resumed"
+_RESCORED = "bench_rescored"
+_WORD_F1 = views.ACCURACY_METRICS.index("word_f1")  # the metrics offered first
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -32,6 +37,16 @@ def _availability(profile_sha: str) -> dict[str, str]:
     """Why each unavailable engine of the profile cannot run."""
     verdicts = availabilities(config, "ocr")  # the engines a run can use
     return {name: v.detail for name, v in verdicts.items() if not v.available}
+
+
+def show_table(data) -> None:
+    """A read-only table whose missing values are blank cells, not the word "None"."""
+    st.dataframe(data, hide_index=True, placeholder="")
+
+
+def run_labels(table: pd.DataFrame) -> dict[str, str]:
+    """Run id -> what a reader picks it by: its name and when it started."""
+    return dict(zip(table["run"], table["name"] + " · " + table["created"], strict=False))
 
 
 def start_form() -> None:
@@ -44,11 +59,7 @@ def start_form() -> None:
         folder = dataset_folder_input()
         fmt = st.selectbox("Format", ["auto", "sroie", "pairs"], disabled=not folder)
         engines = st.multiselect("Engines and models", usable, default=usable[:1])
-        if unavailable:
-            st.caption(
-                "Unavailable: "
-                + "; ".join(f"{n} ({ui.untrusted(d)})" for n, d in unavailable.items())
-            )
+        unavailable_engines(unavailable)
         limit = st.number_input("Limit (0 = all items)", 0, 100_000, 0)
         name = st.text_input("Run name (optional)")
         if st.button(
@@ -64,7 +75,19 @@ def start_form() -> None:
                 name=name or None,
                 within_dataset_roots=True,
             )
-            execute(request)
+            if done := execute(request):
+                st.success(done)
+
+
+def unavailable_engines(unavailable: dict[str, str]) -> None:
+    """One folded line, as on the OCR page: the reasons are there for whoever asks,
+    without pushing Start below a screenful of them."""
+    if not unavailable:
+        return
+    count = len(unavailable)
+    with st.expander(f"{count} engine{'s' if count > 1 else ''} unavailable — why"):
+        for name, detail in unavailable.items():
+            st.caption(f"**{ui.untrusted(name)}**: {ui.untrusted(detail)}")
 
 
 def dataset_folder_input() -> str | None:
@@ -94,11 +117,18 @@ def dataset_folder_input() -> str | None:
     return folder or None
 
 
-def execute(request: BenchRequest) -> None:
-    """Run with a progress bar. Any click reruns the page, which interrupts the run:
-    everything recorded so far is kept and the run can be resumed."""
+def execute(request: BenchRequest) -> str | None:
+    """Run with a progress bar. Any click reruns the page, which stops the run at its next
+    progress report: everything recorded so far is kept and the run can be resumed.
+
+    The run's id is noted in the session until the run returns; a note still there on the
+    next script run means a click stopped it (see ``stopped_run``). Returns what the run
+    did, or None when it could not run (the error is shown)."""
+    request = request.model_copy(update={"run_id": request.run_id or new_run_id()})
     bar = st.progress(0.0, text="Starting…")
-    st.button("⏹️ Cancel (the run can be resumed)")
+    cancel_slot = st.empty()
+    cancel_slot.button("⏹️ Cancel (the run can be resumed)")
+    st.session_state[_RUN_IN_PROGRESS] = request.run_id
 
     def progress(done: int, total: int, failures: int, left: float | None) -> None:
         eta = f", ~{left:.0f} s left" if left is not None else ""
@@ -109,17 +139,33 @@ def execute(request: BenchRequest) -> None:
     try:
         outcome = run_benchmark(loaded, request, progress)
     except AppError as exc:
+        outcome = None
         ui.show_error(exc)
-        return
-    st.success(
-        f"Run {outcome.run_id}: {outcome.status}, {outcome.recorded_now} items recorded now."
+    st.session_state.pop(_RUN_IN_PROGRESS, None)
+    cancel_slot.empty()  # nothing left to cancel
+    if outcome is None:
+        return None
+    return f"Run {outcome.run_id}: {outcome.status}, {outcome.recorded_now} items recorded now."
+
+
+def stopped_run(runs: list[RunListing], run_id: str | None) -> str | None:
+    """Says which run the last click stopped and returns its id, if one did."""
+    listing = next((r for r in runs if r.run_id == run_id), None)
+    if listing is None or listing.status not in ("cancelled", "interrupted"):
+        return None
+    st.warning(
+        f"⏹️ Run “{ui.untrusted(listing.name)}” stopped with {listing.items_recorded} of "
+        f"{listing.items_total} items recorded. Resume it under “Rename, delete or resume a "
+        "run” below: the items recorded are kept."
     )
+    return listing.run_id
 
 
-def runs_section() -> pd.DataFrame:
+def runs_section(stopped_id: str | None) -> pd.DataFrame:
     runs = list_bench_runs(data_dir)
     table = views.runs_table(runs)
     st.subheader("Runs")
+    focus = stopped_run(runs, stopped_id)
     if table.empty:
         st.info("No runs yet. Start one with the built-in sample set: nothing needs downloading.")
         return table
@@ -128,23 +174,26 @@ def runs_section() -> pd.DataFrame:
     datasets = cols[1].multiselect("Dataset", sorted(table["dataset"].unique()))
     since = cols[2].date_input("Since", value=None)
     shown = views.filter_runs(table, engines, datasets, since.isoformat() if since else None)
-    st.dataframe(shown, hide_index=True)
+    show_table(shown)
+    st.caption(views.LINE_CER_NOTE)
     st.download_button("Runs as CSV", frame_csv(shown), "runs.csv", "text/csv")
-    manage_runs(runs)
+    manage_runs(runs, focus)
     return table
 
 
-def manage_runs(runs) -> None:
+def manage_runs(runs: list[RunListing], focus: str | None) -> None:
+    """Open on ``focus`` (a run just stopped), whose Resume is then one click away."""
     names = {r.run_id: f"{r.name} ({r.status}, {r.created_at[:16]})" for r in runs}
-    with st.expander("Rename, delete or resume a run"):
-        chosen = st.selectbox("Run", list(names), format_func=names.get)
+    with st.expander("Rename, delete or resume a run", expanded=focus is not None):
+        index = list(names).index(focus) if focus in names else 0
+        chosen = st.selectbox("Run", list(names), index=index, format_func=names.get)
         new_name = st.text_input("New name")
         if st.button("Rename") and new_name.strip():
             rename_run(data_dir, chosen, new_name.strip())
             st.rerun()
         status = next(r.status for r in runs if r.run_id == chosen)
         if status in ("cancelled", "interrupted") and st.button("Resume"):
-            execute(BenchRequest(run_id=chosen))
+            resume(chosen)
         if st.checkbox("I want to delete this run") and st.button(
             "Delete for good", type="primary"
         ):
@@ -152,30 +201,43 @@ def manage_runs(runs) -> None:
             st.rerun()
 
 
+def resume(run_id: str) -> None:
+    if done := execute(BenchRequest(run_id=run_id)):
+        # Said on the next script run, whose runs table above is then up to date.
+        st.session_state[_RESUMED] = done
+        st.rerun()
+
+
 def leaderboard_section(table: pd.DataFrame) -> None:
     if table.empty:
         return
     st.subheader("Leaderboard per dataset")
-    metric = st.selectbox("Metric", views.ACCURACY_METRICS, index=2)
+    metric = st.selectbox("Metric", views.ACCURACY_METRICS, index=_WORD_F1)
     board = views.leaderboard(table, metric)
-    st.dataframe(board, hide_index=True)
+    show_table(board)
+    if metric == "line_cer":
+        st.caption(views.LINE_CER_NOTE)
     st.download_button("Leaderboard as CSV", frame_csv(board), "leaderboard.csv", "text/csv")
 
 
 def compare_section(table: pd.DataFrame) -> None:
     if table.empty:
         return
-    st.subheader("Compare runs")
-    labels = dict(zip(table["run"], table["name"] + " · " + table["created"], strict=False))
+    st.subheader("Compare runs and engines")
+    labels = run_labels(table)
     chosen = st.multiselect(
         "Runs (the first is the baseline)", list(labels), format_func=labels.get
     )
-    if len(chosen) < 2:
-        st.caption("Pick two or more runs.")
+    if not chosen:
+        st.caption("Pick a run with two or more engines, or two or more runs.")
         return
     comparison = compare_runs(data_dir, chosen)
+    if len(comparison.columns) < 2:
+        st.caption("That run has one engine: pick another run to compare it with.")
+        return
     compared = views.comparison_table(comparison)
-    st.dataframe(compared, hide_index=True)
+    show_table(compared)
+    st.caption(views.LINE_CER_NOTE)
     st.download_button("Comparison as CSV", frame_csv(compared), "comparison.csv", "text/csv")
     for note in comparison.notes:
         st.caption(ui.untrusted(note))
@@ -184,7 +246,9 @@ def compare_section(table: pd.DataFrame) -> None:
 
 
 def charts(comparison, details) -> None:
-    accuracy = st.selectbox("Accuracy axis", views.ACCURACY_METRICS, index=2, key="scatter_metric")
+    accuracy = st.selectbox(
+        "Accuracy axis", views.ACCURACY_METRICS, index=_WORD_F1, key="scatter_metric"
+    )
     points = views.scatter_points(comparison, accuracy)
     if not points.empty:
         st.altair_chart(
@@ -209,29 +273,68 @@ def charts(comparison, details) -> None:
         )
 
 
-def drill_down(table: pd.DataFrame) -> None:
+def run_section(table: pd.DataFrame) -> None:
     if table.empty:
         return
-    st.subheader("One item")
-    runs = list(dict.fromkeys(table["run"]))
-    run_id = st.selectbox("Run", runs, key="drill_run")
+    st.subheader("One run")
+    labels = run_labels(table)
+    run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="drill_run")
     detail = open_run(data_dir, run_id)
+    run_numbers(detail)
+    drill_down(detail)
+
+
+def run_numbers(detail: RunDetail) -> None:
+    """Every number of one run per engine, what it ran with, and a re-score."""
+    summary, run_id = detail.summary, detail.manifest.run_id
+    st.caption(
+        f"{summary.items_recorded} of {summary.items_total} items recorded; intervals are "
+        f"{summary.confidence:.0%} bootstrap intervals over the items."
+    )
+    numbers = views.run_detail_table(summary)
+    show_table(numbers)
+    st.download_button("Run numbers as CSV", frame_csv(numbers), f"run-{run_id}.csv", "text/csv")
+    with st.expander("🧾 Manifest: versions, profile, dataset, hardware"):
+        show_table(views.manifest_table(detail.manifest))
+    if rescored := st.session_state.pop(_RESCORED, None):
+        st.success(rescored)
+    if st.button("🔁 Re-score", help="Score the saved predictions again; no model runs."):
+        rescore_run(run_id)
+
+
+def rescore_run(run_id: str) -> None:
+    try:
+        outcome = rescore(data_dir, run_id)
+    except AppError as exc:
+        ui.show_error(exc)
+        return
+    # Said on the next script run, whose tables above then show the new scores.
+    st.session_state[_RESCORED] = (
+        f"Re-scored {outcome.records} records: {outcome.changed} changed, "
+        f"{outcome.dropped_lines} unreadable lines dropped."
+    )
+    st.rerun()
+
+
+def drill_down(detail: RunDetail) -> None:
+    st.subheader("One item")
+    run_id = detail.manifest.run_id
     items = views.items_table(detail)
-    st.dataframe(items, hide_index=True)
+    show_table(items)
     st.download_button("Items as CSV", frame_csv(items), f"items-{run_id}.csv", "text/csv")
     keys = [f"{r.engine} · {r.item_id}" for r in detail.items]
     if not keys:
         return
     record = detail.items[keys.index(st.selectbox("Item", keys))]
     if record.metrics:
-        st.dataframe([{m: round(v, 4) for m, v in record.metrics.items()}], hide_index=True)
+        show_table([{m: round(v, 4) for m, v in record.metrics.items()}])
     else:  # the message may quote the dataset's own files: text, never Markdown
         st.text(record.message or "not scored")
     show_item_image(detail, record)
     if record.truth_text is not None:
-        st.dataframe(views.word_diff(record.truth_text, record.prediction), hide_index=True)
+        show_table(views.word_diff(record.truth_text, record.prediction))
     if record.truth_fields:
-        st.dataframe(
+        show_table(
             [
                 {
                     "field": f,
@@ -240,8 +343,7 @@ def drill_down(table: pd.DataFrame) -> None:
                     "correct": record.fields_correct.get(f),
                 }
                 for f, t in record.truth_fields.items()
-            ],
-            hide_index=True,
+            ]
         )
 
 
@@ -257,8 +359,11 @@ def show_item_image(detail, record) -> None:
     st.image(draw_boxes(page.image, record.boxes, scale=page.scale), width="stretch")
 
 
+stopped_id = st.session_state.pop(_RUN_IN_PROGRESS, None)
+if resumed := st.session_state.pop(_RESUMED, None):
+    st.success(resumed)
 start_form()
-runs_table = runs_section()
+runs_table = runs_section(stopped_id)
 leaderboard_section(runs_table)
 compare_section(runs_table)
-drill_down(runs_table)
+run_section(runs_table)

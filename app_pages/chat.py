@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+
 import streamlit as st
 
 import ui
@@ -9,7 +12,9 @@ from models.chat.types import GenerationParams
 from models.registry import Availability, availabilities, chat_model_ids, create_chat_backend
 from utils.chat.conversation import (
     Conversation,
+    StoredImage,
     StoredMessage,
+    is_conversation_id,
     replace_last_question,
     truncate_for_regenerate,
 )
@@ -26,7 +31,13 @@ UNSENT_KEY = "chat_unsent_question"  # put back into the input after a refusal
 PENDING_KEY = "chat_pending_answer"
 FRESH_KEY = "chat_fresh_conversation"
 SHOWN_KEY = "chat_shown_revision"  # (id, updated_at) of the conversation last rendered
+URL_PARAM = "c"  # ?c=<conversation id>: refresh, back/forward and shared links reopen it
+THUMBNAIL_PX = 240  # images in the conversation; the fullscreen button shows them whole
+PICKER_SIZE = 20  # conversations offered when the URL names an unknown one
+ANSWERING_KEY = "chat_answer_in_flight"  # (stop, saved) events of the answer streaming
+ANSWER_SAVE_WAIT_S = 30.0  # a stopped answer is saved at its next chunk: well within this
 
+logger = logging.getLogger(__name__)
 loaded = ui.profile()
 config = loaded.config
 st.title("💬 Chat")
@@ -47,20 +58,72 @@ store = _store(str(config.data_dir))
 
 
 def current_conversation() -> Conversation:
-    """The tab's conversation: reopened from disk after a refresh, else a new one."""
+    """The tab's conversation: the one the URL names (a refresh, back/forward, a shared
+    link), else the one this session had open, else the newest, else a new one."""
     conversation_id = st.session_state.get(CONVERSATION_KEY)
+    requested = st.query_params.get(URL_PARAM)
+    if requested and requested != conversation_id:
+        conversation_id = requested_conversation_id(requested)
     conversation = store.load(conversation_id) if conversation_id else None
     fresh = st.session_state.get(FRESH_KEY)
     if conversation is None and fresh is not None and fresh.id == conversation_id:
-        conversation = fresh  # a "New chat" is written with its first question
+        # A "New chat" is written with its first question; until then the URL names
+        # nothing (a refresh of it would find no such conversation).
+        st.query_params.pop(URL_PARAM, None)
+        return fresh
     if conversation is None:
         recent = store.list()
         conversation = store.load(recent[0].id) if recent else None
     if conversation is None:
-        model = default_model()
-        conversation = store.new(model, default_params(model, config))
-    st.session_state[CONVERSATION_KEY] = conversation.id
+        return start_new_chat(default_model())
+    open_conversation(conversation.id)
     return conversation
+
+
+def requested_conversation_id(requested: str) -> str:
+    """The id from the URL if it names a stored conversation; otherwise say so, offer
+    the list, and stop the run. A malformed id is never looked up (it would name a path)."""
+    if is_conversation_id(requested) and store.load(requested) is not None:
+        return requested
+    st.warning(
+        f"There is no conversation {ui.untrusted(repr(requested)[:80])}: the link is "
+        "wrong, or the conversation was deleted."
+    )
+    conversation_picker()
+    st.stop()
+
+
+def conversation_picker() -> None:
+    """The stored conversations as buttons, newest first, and a way to start a new one."""
+    summaries = store.list()
+    st.markdown("**Open a conversation:**" if summaries else "There are no conversations yet.")
+    for summary in summaries[:PICKER_SIZE]:
+        label = f"💬 {ui.untrusted(summary.title)} ({summary.turns})"
+        if st.button(label, key=f"open_{summary.id}"):
+            open_conversation(summary.id)
+            st.rerun()
+    if st.button("➕ New chat", key="picker_new_chat"):
+        start_new_chat(default_model())
+        st.rerun()
+
+
+def start_new_chat(
+    model_id: str | None, params: GenerationParams | None = None, system_prompt: str = ""
+) -> Conversation:
+    """An empty conversation, open in this tab; stored with its first question."""
+    params = params or default_params(model_id, config)
+    fresh = store.new(model_id, params, system_prompt)
+    st.session_state[FRESH_KEY] = fresh
+    st.session_state[CONVERSATION_KEY] = fresh.id
+    st.query_params.pop(URL_PARAM, None)
+    return fresh
+
+
+def open_conversation(conversation_id: str) -> None:
+    """Show ``conversation_id`` from now on, and name it in the URL (refresh, links)."""
+    st.session_state[CONVERSATION_KEY] = conversation_id
+    if st.query_params.get(URL_PARAM) != conversation_id:
+        st.query_params[URL_PARAM] = conversation_id
 
 
 def default_model() -> str | None:
@@ -72,11 +135,7 @@ def conversation_sidebar(conversation: Conversation) -> None:
     with st.sidebar:
         st.subheader("Conversations")
         if st.button("➕ New chat", width="stretch"):
-            fresh = store.new(
-                conversation.model_id, conversation.params, conversation.system_prompt
-            )
-            st.session_state[CONVERSATION_KEY] = fresh.id
-            st.session_state[FRESH_KEY] = fresh
+            start_new_chat(conversation.model_id, conversation.params, conversation.system_prompt)
             st.rerun()
         summaries = store.list()
         ids = [s.id for s in summaries]
@@ -86,7 +145,7 @@ def conversation_sidebar(conversation: Conversation) -> None:
                 "Open", ids, index=ids.index(conversation.id), format_func=titles.get
             )
             if chosen != conversation.id:
-                st.session_state[CONVERSATION_KEY] = chosen
+                open_conversation(chosen)
                 st.rerun()
             manage_conversation(conversation)
 
@@ -101,6 +160,7 @@ def manage_conversation(conversation: Conversation) -> None:
         if confirm and st.button("Delete for good", type="primary"):
             store.delete(conversation.id)
             st.session_state.pop(CONVERSATION_KEY, None)
+            st.query_params.pop(URL_PARAM, None)
             st.rerun()
         st.download_button(
             "Export JSON",
@@ -121,7 +181,7 @@ def manage_conversation(conversation: Conversation) -> None:
             except AppError as exc:
                 ui.show_error(exc)
             else:
-                st.session_state[CONVERSATION_KEY] = new.id
+                open_conversation(new.id)
                 st.rerun()
 
 
@@ -162,11 +222,7 @@ def model_sidebar(conversation: Conversation) -> None:
 def show_message(message: StoredMessage) -> None:
     with st.chat_message(message.role):
         if message.images:
-            cols = st.columns(min(len(message.images), 4))
-            for i, image in enumerate(message.images):
-                cols[i % len(cols)].image(
-                    store.images.load(image), caption=ui.untrusted(image.name)
-                )
+            show_thumbnails(message.images)
         if message.text:
             st.markdown(safe_markdown(message.text))
         if message.error:
@@ -175,6 +231,17 @@ def show_message(message: StoredMessage) -> None:
             st.caption("⏹️ stopped before the end")
         if message.usage:
             st.caption(usage_line(message))
+
+
+def show_thumbnails(images: list[StoredImage]) -> None:
+    """Each image in a box of ``THUMBNAIL_PX``, side by side, wrapping. The box, not
+    ``st.image(width=...)``, bounds the size: an int width would send the picture
+    shrunk to it, and the element's fullscreen button (click to enlarge) would show
+    the thumbnail blown up instead of the picture."""
+    row = st.container(horizontal=True, gap="small")
+    for image in images:
+        with row.container(width=THUMBNAIL_PX):
+            st.image(store.images.load(image), caption=ui.untrusted(image.name))
 
 
 def usage_line(message: StoredMessage) -> str:
@@ -228,15 +295,41 @@ def answer(conversation: Conversation) -> None:
     except AppError as exc:
         ui.show_error(exc)
         return
+    in_flight = (threading.Event(), threading.Event())  # (stop it, it is saved)
+    st.session_state[ANSWERING_KEY] = in_flight
     with st.chat_message("assistant"):
-        st.button("⏹️ Stop", key="stop_generation")  # a click reruns: the stream is closed
+        st.button("⏹️ Stop", key="stop_generation")  # a click reruns: see stop_answer_in_flight
         safe = SafeStream()
-        chunks = stream_answer(store, conversation, backend, conversation.params)
+        chunks = stream_answer(store, conversation, backend, conversation.params, in_flight[0])
         try:
             st.write_stream(_safe_chunks(chunks, safe))
         except AppError as exc:
             ui.show_error(exc)
+        finally:
+            # Also when Streamlit stops this run at a chunk: the answer so far is saved
+            # now, not whenever the garbage collector finalises the generator.
+            chunks.close()
+            in_flight[1].set()
+            if st.session_state.get(ANSWERING_KEY) is in_flight:
+                st.session_state.pop(ANSWERING_KEY, None)
     st.rerun()
+
+
+def stop_answer_in_flight() -> None:
+    """Stop this session's answer if one is streaming, and wait until it is saved.
+
+    A click during an answer (Stop, or any widget) starts this run at once, in a new
+    thread, while the old run is still streaming (Streamlit's fast reruns). Drawn
+    before the old run saved the partial answer, the page would show the question
+    without it until a refresh.
+    """
+    in_flight = st.session_state.pop(ANSWERING_KEY, None)
+    if in_flight is None:
+        return
+    stop, saved = in_flight
+    stop.set()
+    if not saved.wait(ANSWER_SAVE_WAIT_S):
+        logger.warning("the stopped answer was not saved within %.0f s", ANSWER_SAVE_WAIT_S)
 
 
 def _safe_chunks(chunks, safe: SafeStream):
@@ -282,6 +375,7 @@ def revision_shown_before(conversation: Conversation) -> str:
     return conversation.updated_at
 
 
+stop_answer_in_flight()
 conversation = current_conversation()
 shown_revision = revision_shown_before(conversation)
 conversation_sidebar(conversation)
@@ -296,7 +390,12 @@ last_turn_actions(conversation, shown_revision)
 # the store reads each file by its content and refuses anything but an image, by name.
 if unsent := st.session_state.pop(UNSENT_KEY, None):
     st.session_state["chat_prompt"] = unsent  # the typed question is not lost
-prompt = st.chat_input("Ask about your images…", accept_file="multiple", key="chat_prompt")
+prompt = st.chat_input(
+    "Ask about your images…",
+    accept_file="multiple",
+    key="chat_prompt",
+    max_upload_size=ui.upload_limit_mb(config),
+)
 if prompt:
     add_user_message(conversation, prompt.text or "", list(prompt.files or []))
     st.rerun()

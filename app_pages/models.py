@@ -13,7 +13,6 @@ from models.registry import create_chat_backend
 from models.runtime.hub import hub_offline
 from models.runtime.manager import get_manager
 from models.runtime.memory import format_bytes, memory_pool
-from utils.cache import open_cache
 from utils.errors import AppError
 from utils.system.downloads import DownloadTracker, run_download
 from utils.system.hardware import HardwareFacts, detect_hardware, process_memory, recommend_profile
@@ -317,7 +316,7 @@ def show_recommendation(facts: HardwareFacts) -> None:
 
 def show_cache_tab() -> None:
     try:
-        cache = open_cache(config.cache_dir, config.cache)
+        cache = ui.cache(config)
         stats = cache.stats()
     except AppError as exc:
         ui.show_error(exc)

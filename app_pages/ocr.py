@@ -7,7 +7,6 @@ import streamlit as st
 
 import ui
 from models.registry import Availability, availabilities
-from utils.cache import open_cache
 from utils.documents.document import load_document
 from utils.documents.geometry import rotate_quarter
 from utils.errors import AppError
@@ -15,11 +14,23 @@ from utils.ocr.budget import TimeBudget
 from utils.ocr.drawing import draw_boxes
 from utils.ocr.exports import document_markdown, document_text, fields_csv, results_json
 from utils.ocr.markdown import table_rows
-from utils.ocr.pipeline import DocumentResult, OcrSettings, PageResult, document_limits, ocr_file
+from utils.ocr.pipeline import (
+    DocumentResult,
+    OcrSettings,
+    OcrStage,
+    PageResult,
+    document_limits,
+    ocr_file,
+)
 from utils.ocr.runs import OcrRun, RunRecorder, list_ocr_runs, load_run, load_upload
+from utils.ocr.summary import batch_rows, field_rows
 
 RUN_KEY = "ocr_run_id"
 UNKEPT_KEY = "ocr_unkept_run"  # a run the data folder refused to store
+FIELDS_PER = {
+    "document": "one record per document",
+    "page": "one record per page",
+}
 
 loaded = ui.profile()
 config = loaded.config
@@ -50,6 +61,13 @@ def settings_form() -> tuple[list, OcrSettings | None, str]:
         template = st.selectbox(
             "Template", templates, index=default, format_func=lambda t: t or "none (text only)"
         )
+        fields_per = st.radio(
+            "Fields per",
+            list(FIELDS_PER),
+            format_func=FIELDS_PER.get,
+            disabled=template is None,
+            help="A PDF of several receipts: one record per page, so totals do not mix.",
+        )
         fmt = st.radio("Show", ["Text", "Markdown", "JSON"], horizontal=True)
         preset = "markdown" if fmt == "Markdown" else "text"  # what a VLM engine is asked for
         deskew = st.checkbox("Straighten skewed scans", value=config.ocr.deskew)
@@ -69,6 +87,7 @@ def settings_form() -> tuple[list, OcrSettings | None, str]:
         "Images or PDFs",
         accept_multiple_files=True,
         key="ocr_files",
+        max_upload_size=ui.upload_limit_mb(config),
         help="PNG, JPEG, WebP, BMP, GIF, TIFF or PDF (the type is read from the content).",
     )
     if engine is None:
@@ -80,6 +99,7 @@ def settings_form() -> tuple[list, OcrSettings | None, str]:
         deskew=deskew,
         auto_rotate=auto_rotate,
         vlm_preset=preset,
+        fields_per=fields_per if template else "document",  # no fields: one cache entry
     )
     return files, settings, fmt
 
@@ -88,7 +108,7 @@ def run_batch(files: list, settings: OcrSettings, slot) -> str | None:
     """OCR every file with per-file status; the run is saved to disk after each file.
     Its progress bar and errors go into ``slot``, a container every run of the page has.
     Returns the run's id, or None when no file was read (no run was saved)."""
-    cache = open_cache(config.cache_dir, config.cache)
+    cache = ui.cache(config)
     bar = slot.progress(0.0, text="Starting…")
     recorder = RunRecorder(config, settings.model_dump())
     batch = TimeBudget(config.ocr.batch_time_budget_s, "ocr.batch_time_budget_s")
@@ -98,12 +118,12 @@ def run_batch(files: list, settings: OcrSettings, slot) -> str | None:
             break
         data = upload.getvalue()
 
-        def on_page(done: int, total: int, page: PageResult, number=number) -> None:
-            share = (number - 1 + done / total) / len(files)
-            bar.progress(share, text=f"File {number}/{len(files)} · page {done}/{total}")
+        def on_stage(stage: OcrStage, number=number) -> None:
+            share = (number - 1 + stage.share) / len(files)
+            bar.progress(share, text=f"File {number}/{len(files)} · {stage.label}")
 
         try:
-            result = ocr_file(data, upload.name, settings, config, cache, on_page, batch)
+            result = ocr_file(data, upload.name, settings, config, cache, on_stage, batch)
         except AppError as exc:  # the engine itself is unusable: stop the batch
             with slot:
                 ui.show_error(exc)
@@ -126,8 +146,10 @@ def show_run(run: OcrRun, fmt: str) -> None:
     engine = ui.untrusted(run.settings.get("engine"))
     st.caption(f"{ok} of {len(docs)} file(s) read · engine {engine}")
     downloads(run)
+    if len(docs) > 1:  # the batch at a glance; each file's detail below
+        st.dataframe(batch_rows(docs), hide_index=True)
     for index, doc in enumerate(docs):
-        show_document(doc, fmt, key=f"{run.run_id}-{index}")
+        show_document(doc, fmt, key=f"{run.run_id}-{index}", expanded=index == 0)
 
 
 def downloads(run: OcrRun) -> None:
@@ -144,29 +166,18 @@ def downloads(run: OcrRun) -> None:
     cols[3].download_button("Fields CSV", fields_csv(docs), f"ocr-{run.run_id}.csv", "text/csv")
 
 
-def show_document(doc: DocumentResult, fmt: str, key: str) -> None:
+def show_document(doc: DocumentResult, fmt: str, key: str, expanded: bool) -> None:
     icon = "❌" if doc.error and not doc.pages else ("⚠️" if not doc.ok else "✅")
     cached = " · from cache" if doc.from_cache else ""
     name = ui.untrusted(doc.file)
-    with st.expander(f"{icon} {name} — {len(doc.pages)} page(s), {doc.seconds:.2f} s{cached}"):
+    label = f"{icon} {name} — {len(doc.pages)} page(s), {doc.seconds:.2f} s{cached}"
+    with st.expander(label, expanded=expanded):
         if doc.error:
             st.error(ui.untrusted(doc.error))
         if not doc.pages:  # refused before any page was read
             return
-        if doc.fields:
-            st.dataframe(
-                [
-                    {
-                        "field": n,
-                        "value": f.value,
-                        "confidence": round(f.confidence, 2),
-                        "line": f.line,
-                        "note": f.note,
-                    }
-                    for n, f in doc.fields.items()
-                ],
-                hide_index=True,
-            )
+        if fields := field_rows(doc):
+            st.dataframe(fields, hide_index=True)
         for page in doc.pages:
             show_page(doc, page, fmt, key)
 

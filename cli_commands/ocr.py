@@ -22,6 +22,7 @@ from utils.ocr.pipeline import (
     document_limits,
     ocr_file,
 )
+from utils.ocr.records import FieldRecord, field_records
 
 
 def run_ocr_command(args: argparse.Namespace, config: AppConfig) -> int:
@@ -32,6 +33,7 @@ def run_ocr_command(args: argparse.Namespace, config: AppConfig) -> int:
         deskew=args.deskew or config.ocr.deskew,
         auto_rotate=args.auto_rotate or config.ocr.auto_rotate,
         vlm_preset=args.preset or ("markdown" if args.format == "markdown" else "text"),
+        fields_per=args.fields_per,
     )
     check_settings(settings, config)
     cache = None if args.no_cache else open_cache(config.cache_dir, config.cache)
@@ -71,12 +73,21 @@ def _render(result: DocumentResult, fmt: str) -> str:
             return ""
     body = result.markdown if fmt == "markdown" else result.text
     header = f"==> {result.file} <=="
-    fields = [f"{k}: {v.value}" for k, v in result.fields.items() if v.value is not None]
+    fields = [line for record in field_records(result) for line in _record_lines(record)]
     return "\n".join([header, body, *(["", *fields] if fields else [])])
+
+
+def _record_lines(record: FieldRecord) -> list[str]:
+    """``total: 10.00 (page 2)`` per found field; a page record under its own heading."""
+    found = {k: v.value for k, v in record.fields.items() if v.value is not None}
+    if record.page is not None:
+        return [f"-- page {record.page} --", *(f"{k}: {v}" for k, v in found.items())]
+    return [f"{k}: {v} (page {record.field_pages[k]})" for k, v in found.items()]
 
 
 def cli_json(result: DocumentResult) -> dict:
     """The documented one-line JSON shape of `cli.py ocr --format json`."""
+    records = field_records(result)
     return {
         "file": result.file,
         "engine": result.engine,
@@ -98,9 +109,21 @@ def cli_json(result: DocumentResult) -> dict:
             }
             for page in result.pages
         ],
-        "fields": {
-            name: {"value": f.value, "confidence": round(f.confidence, 4), "line": f.line}
-            for name, f in result.fields.items()
-        },
+        # The whole document's fields (empty with --fields-per page), as before records.
+        "fields": next((_json_fields(r) for r in records if r.page is None), {}),
+        "fields_per": result.fields_per,
+        "records": [{"page": r.page, "fields": _json_fields(r)} for r in records],
         "error": result.error,
+    }
+
+
+def _json_fields(record: FieldRecord) -> dict:
+    return {
+        name: {
+            "value": f.value,
+            "confidence": round(f.confidence, 4),
+            "line": f.line,
+            "page": record.field_pages.get(name),
+        }
+        for name, f in record.fields.items()
     }

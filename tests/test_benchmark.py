@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -29,7 +30,7 @@ from utils.bench.datasets import MAX_LABEL_BYTES, LabelledItem
 from utils.bench.engines import BenchEngine, Prediction, create_bench_engine
 from utils.bench.metrics import METRICS, Metric, bootstrap_ci
 from utils.bench.plan import BenchRequest, dataset_roots, folder_within_roots
-from utils.bench.records import Summary
+from utils.bench.records import EngineSummary, FieldScore, MetricSummary, Summary
 from utils.bench.runner import run_benchmark
 from utils.bench.runs import open_run, rebuild_summary, rescore
 from utils.bench.scoring import build_summary
@@ -358,6 +359,29 @@ def test_cancel_stops_after_the_item_in_flight_and_resumes(
     assert [r.status for r in store.list_bench_runs(data_dir)] == ["cancelled"]
     again = run_benchmark(loaded, BenchRequest(run_id=outcome.run_id), engine_factory=fakes)
     assert again.status == "complete" and again.recorded_now == 2 and again.summary.complete
+
+
+class _ScriptStopped(BaseException):
+    """What a web page's click raises in its running script (Streamlit's rerun)."""
+
+
+def test_a_run_stopped_from_its_progress_callback_is_cancelled_and_resumable(
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines
+) -> None:
+    def progress(done: int, total: int, failures: int, left: float | None) -> None:
+        if done == 2:
+            raise _ScriptStopped
+
+    fakes.add(FakeEngine())
+    with pytest.raises(_ScriptStopped):
+        run_benchmark(loaded, request(pairs_set), progress, engine_factory=fakes)
+    data_dir = loaded.config.data_dir
+    (listing,) = store.list_bench_runs(data_dir)
+    state = store.read_state(data_dir, listing.run_id)
+    assert (state.status, state.message) == ("cancelled", "stopped before finishing; resume it")
+    assert listing.items_recorded == 2  # the record whose progress report was stopped is kept
+    again = run_benchmark(loaded, BenchRequest(run_id=listing.run_id), engine_factory=fakes)
+    assert again.status == "complete" and again.recorded_now == 2
 
 
 def test_a_torn_last_record_is_redone(
@@ -754,3 +778,88 @@ def test_requests_from_the_page_are_confined_to_the_roots_others_are_not(
     page_run = request(inside, within_dataset_roots=True)
     assert run_benchmark(loaded, page_run, engine_factory=fakes).status == "complete"
     assert run_benchmark(loaded, request(pairs_set), engine_factory=fakes).status == "complete"
+
+
+def test_memory_sizes_read_in_mib_or_gib() -> None:
+    assert views.format_bytes(1.901e9) == "1.77 GiB"
+    assert views.format_bytes(5 * 2**20) == "5.0 MiB"
+    assert views.format_bytes(None) == "—"
+
+
+def _engine_summary(engine: str, cer: float, rss: int | None) -> EngineSummary:
+    return EngineSummary(
+        engine=engine,
+        n=4,
+        ok=3,
+        errors=1,
+        skipped=0,
+        metrics={"cer": MetricSummary(value=cer, ci_low=0.1, ci_high=0.4, n=3, direction="lower")},
+        fields={"total": FieldScore(accuracy=0.75, n=4)},
+        latency_mean_s=1.5,
+        latency_p50_s=1.25,
+        latency_p95_s=2.75,
+        pages=4,
+        pages_per_minute=40.0,
+        output_tokens_per_s=None,
+        peak_rss_bytes=rss,
+    )
+
+
+def test_run_detail_table_has_every_number_per_engine() -> None:
+    summary = Summary(
+        run_id="r",
+        items_total=8,
+        items_recorded=8,
+        complete=True,
+        bootstrap_resamples=1000,
+        bootstrap_seed=0,
+        engines=[
+            _engine_summary("a", 0.25, 1_901_000_000),
+            _engine_summary("b", 0.5, None).model_copy(update={"pages_per_minute": 1590.0}),
+        ],
+    )
+    table = views.run_detail_table(summary).set_index("quantity")
+
+    assert list(table.columns) == ["better", "a", "b"]
+    assert table.loc["items (ok / errors / skipped)", "a"] == "3 / 1 / 0"
+    assert table.loc["cer", "a"] == "0.25 [0.1, 0.4] (n=3)"
+    assert table.loc["cer", "better"] == "lower"
+    assert table.loc["field total", "b"] == "0.75 (n=4)"
+    assert table.loc["latency p95 (s)", "a"] == "2.75"
+    assert table.loc["pages / minute", "a"] == "40"
+    assert table.loc["pages / minute", "b"] == "1590"  # not "1.59e+03"
+    assert table.loc["peak RSS", "a"] == "1.77 GiB"
+    assert pd.isna(table.loc["peak RSS", "b"])  # blank cells on the page
+    assert pd.isna(table.loc["output tokens / s", "a"])
+
+
+def test_comparison_shows_memory_in_mib_or_gib_and_engines_of_one_run(
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines
+) -> None:
+    fakes.add(FakeEngine(name="one"))
+    fakes.add(FakeEngine(name="two"))
+    outcome = run_benchmark(
+        loaded, request(pairs_set, engines=["one", "two"]), engine_factory=fakes
+    )
+    compared = views.comparison_table(compare_runs(loaded.config.data_dir, [outcome.run_id]))
+
+    deltas = [c for c in compared.columns if c.startswith("Δ")]
+    assert len(deltas) == 1 and deltas[0].endswith(" · two")  # "one" is the baseline
+    memory = compared.set_index("metric").loc["peak RSS"]
+    assert re.fullmatch(r"[\d.]+ (MiB|GiB)", memory.iloc[1])
+    assert re.fullmatch(r"[+-][\d.]+ (MiB|GiB)( [▲▼])?", memory[deltas[0]])
+
+
+def test_manifest_table_names_versions_hashes_and_hardware(
+    loaded: LoadedConfig, pairs_set: Path, fakes: FakeEngines
+) -> None:
+    fakes.add(FakeEngine())
+    outcome = run_benchmark(loaded, request(pairs_set), engine_factory=fakes)
+    manifest = open_run(loaded.config.data_dir, outcome.run_id).manifest
+    facts = dict(views.manifest_table(manifest).itertuples(index=False))
+
+    assert facts["profile SHA-256"] == loaded.sha256
+    assert facts["dataset hash"] == manifest.dataset.content_hash
+    assert facts["engine fake"] == "fake, 1 in flight"
+    assert facts["RAM"].endswith(("MiB", "GiB")) and facts["CPU cores"].isdigit()
+    assert facts["version of python"] == manifest.versions["python"]

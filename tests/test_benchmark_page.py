@@ -4,6 +4,7 @@ and drill-down."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,3 +147,130 @@ def test_an_item_message_quoting_a_dataset_file_is_text(
     texts = " ".join(text.value for text in at.text)
     assert hostile in texts  # the drill-down shows the skipped item's message as plain text
     assert not [m for m in at.markdown if hostile in m.value]
+
+
+def test_unavailable_engines_fold_into_one_line(temp_profile: Path) -> None:
+    at = _bench_page()
+
+    assert not [c for c in at.caption if shown(c.value).startswith("Unavailable")]
+    folded = [e for e in at.expander if e.label.endswith("unavailable — why")]
+    assert [e.label for e in folded] == ["8 engines unavailable — why"]
+    reasons = " ".join(shown(c.value) for c in folded[0].caption)
+    assert "qwen2_vl_2b" in reasons and "not in the local Hugging Face" in reasons
+    assert "rapidocr" not in reasons  # usable engines stay in the picker only
+
+
+def test_the_drill_down_picks_runs_by_name_and_blank_cells_stay_blank(
+    temp_profile: Path, echo_profile: Path
+) -> None:
+    at = _bench_page()
+    next(t for t in at.text_input if t.label == "Run name (optional)").set_value("first try")
+    _start_run(at, limit=2)
+
+    run_id = at.dataframe[0].value["run"].iloc[0]
+    drill = next(s for s in at.selectbox if s.key == "drill_run")
+    assert len(drill.options) == 1 and drill.options[0].startswith("first try · ")
+    assert run_id not in drill.options[0]
+    items = next(d for d in at.dataframe if "message" in d.value.columns)
+    assert items.value["message"].isna().all()  # nothing to say about scored items...
+    assert {d.proto.placeholder for d in at.dataframe} == {""}  # ...shown as blank cells
+
+
+def test_a_stopped_run_offers_resume_on_the_next_run_and_cancel_goes_when_done(
+    temp_profile: Path, echo_profile: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A click while a run is going stops the page's script (Streamlit reruns it): here
+    the second item raises what Streamlit raises then."""
+    from streamlit.runtime.scriptrunner_utils.exceptions import StopException
+
+    from utils.bench import runner
+
+    calls = []
+    process_item = runner.process_item
+
+    def stop_on_the_second_item(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise StopException
+        return process_item(*args)
+
+    monkeypatch.setattr(runner, "process_item", stop_on_the_second_item)
+    at = _bench_page()
+    _start_run(at, limit=3)
+    at.run()  # the page's next script run, as after the Cancel click
+
+    warnings = " ".join(shown(w.value) for w in at.warning)
+    assert "stopped with 1 of 3 items recorded" in warnings
+    assert list(at.dataframe[0].value["status"]) == ["cancelled"]
+    manage = next(e for e in at.expander if e.label == "Rename, delete or resume a run")
+    assert manage.proto.expanded
+    next(b for b in at.button if b.label == "Resume").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    assert any("complete, 2 items recorded now" in shown(s.value) for s in at.success)
+    assert not [b for b in at.button if "Cancel" in b.label]
+    assert list(at.dataframe[0].value["status"]) == ["complete"]
+
+
+@pytest.fixture
+def two_engine_profile(temp_profile: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Engines "echo" and "echo2", both served by one fake server that reads the truth
+    back (first word of each item dropped): one run, two engines."""
+    with FakeOpenAIServer() as server:
+        yaml = served_ocr_yaml(server.base_url, model_id="echo", concurrency=1) + (
+            "  echo2:\n"
+            "    display_name: Second served fake OCR\n"
+            "    backend: openai\n"
+            "    task: ocr\n"
+            "    endpoint: fake_ocr\n"
+            "    served_name: fake-vlm\n"
+        )
+        profile = write_test_profile(temp_profile.parent, yaml, name="two_engines.yaml")
+        items = builtin_dataset(builtin_root(load_config(profile).config)).items[:2]
+        answers = [(item.text or "").split(maxsplit=1)[-1] for item in items * 2]
+        server.script(*(Reply(chunks=(answer,)) for answer in answers))
+        monkeypatch.setenv("CHATVLM_CONFIG", str(profile))
+        yield profile
+
+
+def test_one_run_shows_every_number_per_engine_rescores_and_compares_its_engines(
+    two_engine_profile: Path,
+) -> None:
+    at = _bench_page()
+    engines = next(m for m in at.multiselect if m.label == "Engines and models")
+    engines.set_value(["echo", "echo2"])
+    next(n for n in at.number_input if n.label.startswith("Limit")).set_value(2)
+    next(b for b in at.button if b.label == "Start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    numbers = next(d.value for d in at.dataframe if "quantity" in d.value.columns)
+    assert list(numbers.columns) == ["quantity", "better", "echo", "echo2"]
+    by_quantity = numbers.set_index("quantity")
+    for quantity in ("cer", "word_f1", "latency mean (s)", "latency p50 (s)", "latency p95 (s)"):
+        assert by_quantity.loc[quantity, "echo"], quantity
+    assert re.fullmatch(r"[\d.]+ \[[\d.]+, [\d.]+\] \(n=2\)", by_quantity.loc["cer", "echo"])
+    assert re.fullmatch(r"[\d.]+ (MiB|GiB)", by_quantity.loc["peak RSS", "echo"])
+    assert "pages / minute" in by_quantity.index and "output tokens / s" in by_quantity.index
+    assert not numbers.astype(str).apply(lambda c: c.str.contains(r"e\+")).any().any()
+
+    manifest = next(d.value for d in at.dataframe if list(d.value.columns) == ["what", "value"])
+    facts = dict(zip(manifest["what"], manifest["value"], strict=True))
+    assert facts["profile SHA-256"] == load_config(two_engine_profile).sha256
+    assert len(facts["dataset hash"]) >= 16 and facts["CPU cores"].isdigit()
+    assert any(key.startswith("version of ") for key in facts)
+
+    next(b for b in at.button if b.label == "🔁 Re-score").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Re-scored 4 records: 0 changed" in shown(s.value) for s in at.success)
+
+    runs = at.dataframe[0].value
+    assert runs["line_cer"].notna().all()  # the order-robust CER next to CER
+    captions = " ".join(shown(c.value) for c in at.caption)
+    assert "line_cer: CER with lines paired regardless of their order" in captions
+    run_id = runs["run"].iloc[0]
+    next(m for m in at.multiselect if m.label.startswith("Runs")).set_value([run_id]).run()
+    compared = next(d.value for d in at.dataframe if "metric" in d.value.columns)
+    assert "line_cer" in set(compared["metric"])
+    assert any(c.endswith("· echo2") and c.startswith("Δ") for c in compared.columns)
+    memory = compared.set_index("metric").loc["peak RSS"]
+    assert all(re.search(r"(MiB|GiB)", cell) for cell in memory.iloc[1:])

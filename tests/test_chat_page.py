@@ -125,3 +125,110 @@ def test_importing_a_file_without_a_conversation_says_so(fake_server_page) -> No
     next(b for b in at.button if b.label == "Import").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("broken.json holds no conversation" in shown(e.value) for e in at.error), at.error
+
+
+# ------------------------------------------------------------- the URL names the conversation
+
+
+@pytest.fixture
+def two_conversations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fake-server profile with two stored conversations, "older" then "newer" (the
+    newest opens by default); yields (store, older id, newer id)."""
+    with FakeOpenAIServer() as server:
+        profile = write_test_profile(tmp_path, fake_server_model_yaml(server.base_url))
+        monkeypatch.setenv("CHATVLM_CONFIG", str(profile))
+        config = load_config(profile).config
+        store = ChatStore(config.data_dir / "chats", document_limits(config))
+        ids = []
+        for text in ("older", "newer"):
+            conversation = store.new("fake_vlm", GenerationParams())
+            conversation.messages += [
+                StoredMessage(role="user", text=f"{text} question"),
+                StoredMessage(role="assistant", text=f"{text} answer"),
+            ]
+            store.save(conversation)
+            ids.append(conversation.id)
+        yield store, ids[0], ids[1]
+
+
+def _page_at(conversation_id: str | None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    if conversation_id is not None:
+        at.query_params["c"] = conversation_id
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _question_shown(at: AppTest) -> str:
+    return shown(at.chat_message[0].markdown[0].value)
+
+
+def test_the_url_names_the_open_conversation_and_a_refresh_reopens_it(
+    two_conversations,
+) -> None:
+    _, older, newer = two_conversations
+    at = _page_at(None)
+    assert _question_shown(at) == "newer question"
+    assert at.query_params["c"] == newer
+    next(s for s in at.sidebar.selectbox if s.label == "Open").set_value(older).run()
+    assert _question_shown(at) == "older question"
+    assert at.query_params["c"] == older
+
+    refreshed = _page_at(older)  # a new session on the same URL: a refresh, a shared link
+    assert _question_shown(refreshed) == "older question"
+    assert next(s for s in refreshed.sidebar.selectbox if s.label == "Open").value == older
+
+
+@pytest.mark.parametrize("bad_id", ["20200101T000000-0123456789ab", "../../etc/passwd"])
+def test_an_unknown_conversation_in_the_url_says_so_and_offers_the_list(
+    two_conversations, bad_id: str
+) -> None:
+    _, older, _ = two_conversations
+    at = _page_at(bad_id)
+    assert any("There is no conversation" in shown(w.value) for w in at.warning), at.warning
+    assert not at.chat_message  # no other conversation passed off as the one asked for
+    offered = [shown(b.label) for b in at.button if b.label.startswith("💬")]
+    assert offered == ["💬 newer question (1)", "💬 older question (1)"]
+    next(b for b in at.button if shown(b.label) == "💬 older question (1)").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert _question_shown(at) == "older question"
+    assert at.query_params["c"] == older
+
+
+# ----------------------------------------------------------------- images in the conversation
+
+
+def _blocks_holding_images(node, found: list) -> list:
+    """The blocks (containers) that hold an image directly, anywhere under ``node``."""
+    children = list(getattr(node, "children", {}).values())
+    if any(child.type == "image" for child in children):
+        found.append(node)
+    for child in children:
+        _blocks_holding_images(child, found)
+    return found
+
+
+def _fixed_width(block) -> int:
+    """The block's width in pixels; 0 for a column or a block as wide as its parent."""
+    config = getattr(block.proto, "width_config", None)
+    return config.pixel_width if config is not None else 0
+
+
+def test_conversation_images_are_thumbnails_not_column_wide(fake_server_page) -> None:
+    at, store, conversation_id, _ = fake_server_page
+    conversation = store.load(conversation_id)
+    big = store.images.add(encode(render_lines(["WIDE"], size=(1800, 900))), "wide.png")
+    small = store.images.add(encode(render_lines(["S"], size=(300, 200))), "small.png")
+    store.append_messages(
+        conversation, [StoredMessage(role="user", text="q2", images=[big, small])]
+    )
+
+    at.run()
+
+    assert not at.exception, [e.value for e in at.exception]
+    images = at.chat_message[2].get("image")
+    assert [shown(i.captions[0]) for i in images] == ["wide.png", "small.png"]
+    boxes = _blocks_holding_images(at.chat_message[2], [])
+    widths = [_fixed_width(box) for box in boxes]
+    assert len(boxes) == 2 and all(0 < width <= 320 for width in widths), widths

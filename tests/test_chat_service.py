@@ -11,7 +11,9 @@ import pytest
 
 from models.chat.types import GenerationParams, PromptMessage, Usage
 from models.config import load_config
-from testkit.profiles import write_test_profile
+from models.registry import create_chat_backend
+from testkit.fake_openai_server import FakeOpenAIServer, Reply
+from testkit.profiles import fake_server_model_yaml, write_test_profile
 from utils.chat.conversation import truncate_for_regenerate
 from utils.chat.service import new_user_message, save_question, stream_answer
 from utils.chat.settings import default_chat_model, default_params, require_chat_model
@@ -99,6 +101,30 @@ def test_closing_the_stream_early_stops_the_model_and_saves(store: ChatStore) ->
     assert backend.stop.is_set()
     answer = store.load(conversation.id).messages[-1]
     assert answer.text == "one " and answer.interrupted
+
+
+def test_stopping_a_server_answer_saves_it_with_real_stats(store: ChatStore) -> None:
+    """The Stop button on a server-backed model: the saved answer carries the time and
+    the tokens received so far, not '0.0 s' and no tokens."""
+    with FakeOpenAIServer() as server:
+        server.script(Reply(chunks=tuple(f"w{i} " for i in range(40)), chunk_delay_s=0.05))
+        backend = create_chat_backend("fake_vlm", _server_config(store, server))
+        conversation = _asked(store)
+        chunks = stream_answer(store, conversation, backend, GenerationParams())
+        received = [next(chunks) for _ in range(3)]
+        chunks.close()
+
+    answer = store.load(conversation.id).messages[-1]
+    assert answer.text == "".join(received) == "w0 w1 w2 "
+    assert answer.interrupted and answer.error is None
+    assert answer.usage.stopped
+    assert answer.usage.seconds >= 0.1
+    assert answer.usage.completion_tokens == 3
+
+
+def _server_config(store: ChatStore, server: FakeOpenAIServer):
+    profile = write_test_profile(store.root.parent, fake_server_model_yaml(server.base_url))
+    return load_config(profile).config
 
 
 def test_next_turn_sees_the_whole_history(store: ChatStore) -> None:

@@ -19,6 +19,7 @@ from PIL import Image
 from models.chat.types import GenerationParams, Usage
 from utils.chat.conversation import (
     DEFAULT_TITLE,
+    TITLE_MAX_CHARS,
     Conversation,
     StoredMessage,
     is_conversation_id,
@@ -29,7 +30,13 @@ from utils.chat.conversation import (
 from utils.chat.locks import conversation_lock_path
 from utils.chat.prompt import to_prompt
 from utils.chat.store import ChatStore
-from utils.chat.transfer import EXPORT_FORMAT, export_json, export_markdown, import_json
+from utils.chat.transfer import (
+    EXPORT_FORMAT,
+    export_json,
+    export_markdown,
+    import_json,
+    imported_title,
+)
 from utils.documents.limits import DocumentLimits
 from utils.errors import BadInput, StorageError
 from utils.storage import lock_path_for
@@ -646,6 +653,32 @@ def test_import_sanitises_names_and_ignores_claimed_sizes(
     image = imported.messages[0].images[0]
     assert (image.name, image.width, image.height) == ("evil.png", 32, 24)
     assert imported.title == "Imported title"
+
+
+def test_reimporting_an_export_marks_the_copy_instead_of_a_second_identical_title(
+    store: ChatStore, conversation_with_images: Conversation
+) -> None:
+    original = conversation_with_images.title
+    exported = export_json(conversation_with_images, store.images)
+
+    copies = [import_json(store, exported) for _ in range(3)]
+
+    titles = [copy.title for copy in copies]
+    assert titles == [
+        f"{original} (imported)",
+        f"{original} (imported 2)",
+        f"{original} (imported 3)",
+    ]
+    assert sorted(s.title for s in store.list()) == sorted([original, *titles])
+    reimported = import_json(store, export_json(copies[0], store.images))
+    assert reimported.title == f"{original} (imported 4)"  # marks are not stacked
+
+
+def test_an_imported_title_at_the_length_limit_keeps_its_mark(store: ChatStore) -> None:
+    long_title = "x" * TITLE_MAX_CHARS
+    assert imported_title(long_title, {long_title}).endswith("… (imported)")
+    assert len(imported_title(long_title, {long_title})) == TITLE_MAX_CHARS
+    assert imported_title("free", {"other"}) == "free"
 
 
 # --------------------------------------------------------------------------- markdown

@@ -13,7 +13,7 @@ import cli
 from models.config import REPO_ROOT
 from testkit.fake_openai_server import FakeOpenAIServer
 from testkit.profiles import fake_server_model_yaml, write_test_profile
-from testkit.render import RECEIPT_LINES, encode, render_lines
+from testkit.render import RECEIPT_LINES, encode, pdf_bytes, render_lines
 
 PROFILES = ["config.yaml", "config_optimized.yaml", "config_blackwell_optimized.yaml"]
 
@@ -82,7 +82,7 @@ def test_ocr_json_lines_one_per_file_and_failures_reported(
     )
     assert proc.returncode == 1, proc.stderr
     first, second = (json.loads(line) for line in proc.stdout.splitlines())
-    assert set(first) == {"file", "engine", "pages", "fields", "error"}
+    assert set(first) == {"file", "engine", "pages", "fields", "fields_per", "records", "error"}
     assert first["file"] == "fake.png" and "fake.png" in first["error"]
     assert second["error"] is None and second["engine"] == "rapidocr"
     (page,) = second["pages"]
@@ -93,7 +93,9 @@ def test_ocr_json_lines_one_per_file_and_failures_reported(
         "value": "10.00",
         "confidence": second["fields"]["total"]["confidence"],
         "line": second["fields"]["total"]["line"],
+        "page": 1,
     }
+    assert second["records"] == [{"page": None, "fields": second["fields"]}]
 
 
 @pytest.mark.slow
@@ -118,6 +120,36 @@ def test_ocr_text_success_exit_0_without_torch(temp_profile: Path, tmp_path: Pat
     )
     assert "==> hello.png <==" in proc.stdout and "HELLO" in proc.stdout.upper()
     assert proc.stdout.strip().endswith("EXIT 0 False False"), proc.stdout + proc.stderr
+
+
+SECOND_RECEIPT = [("MOONLIGHT STORES SDN BHD", None), ("TEA", "3.00"), ("TOTAL", "7.25")]
+
+
+def test_ocr_fields_per_page_or_per_document(
+    temp_profile: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A PDF of two receipts: a record per page keeps each total; the default reads
+    the file as one document and says which page each field came from."""
+    pdf = tmp_path / "receipts.pdf"
+    pdf.write_bytes(pdf_bytes([render_lines(RECEIPT_LINES), render_lines(SECOND_RECEIPT)]))
+    args = ["ocr", "--template", "receipt", "--no-cache", str(pdf)]
+    assert cli.main([*args, "--format", "json", "--fields-per", "page"]) == 0
+    per_page = json.loads(capsys.readouterr().out)
+    assert per_page["fields_per"] == "page" and per_page["fields"] == {}
+    records = per_page["records"]
+    assert [(r["page"], r["fields"]["total"]["value"]) for r in records] == [
+        (1, "10.00"),
+        (2, "7.25"),
+    ]
+    assert records[1]["fields"]["total"]["page"] == 2
+
+    assert cli.main([*args, "--fields-per", "page"]) == 0
+    text = capsys.readouterr().out
+    assert "-- page 1 --" in text and "-- page 2 --" in text and "total: 7.25" in text
+
+    assert cli.main(args) == 0  # one record per document, the default
+    text = capsys.readouterr().out
+    assert "company: SUNRISE TRADING SDN BHD (page 1)" in text
 
 
 def test_unknown_template_is_a_clear_error(

@@ -18,6 +18,7 @@ from utils.bench.metrics import (
     field_correct,
     get_metric,
     levenshtein,
+    line_cer,
     normalize_field,
     normalize_for_cer,
     parse_amount,
@@ -259,8 +260,9 @@ def test_field_accuracy_reports_every_truth_field() -> None:
 
 
 def test_registry_declares_directions() -> None:
-    assert set(METRICS) == {"cer", "wer", "word_f1", "field_accuracy"}
+    assert set(METRICS) == {"cer", "line_cer", "wer", "word_f1", "field_accuracy"}
     assert METRICS["cer"].direction == "lower"
+    assert METRICS["line_cer"].direction == "lower"
     assert METRICS["wer"].direction == "lower"
     assert METRICS["word_f1"].direction == "higher"
     assert METRICS["field_accuracy"].direction == "higher"
@@ -321,3 +323,49 @@ def test_bootstrap_ci_degenerate_inputs() -> None:
         bootstrap_ci([1.0, 2.0], confidence=1.0)
     with pytest.raises(BadInput):
         bootstrap_ci([1.0, 2.0], n_resamples=0)
+
+
+# --- line CER: reading order ignored ------------------------------------------
+
+RECEIPT = [
+    "SHOP NAME SDN BHD",
+    "NO 12 JALAN MERDEKA",
+    "CHICKEN RICE 2 X 6.50",
+    "ICED TEA 1 X 2.50",
+    "TOTAL 15.50",
+    "CASH 20.00",
+    "CHANGE 4.50",
+]
+
+
+@pytest.mark.parametrize(
+    "predicted",
+    [
+        RECEIPT,  # perfect
+        [line.replace("0", "O") for line in RECEIPT],  # misread characters, in order
+        RECEIPT[:4] + RECEIPT[5:],  # a line missing
+        RECEIPT + ["THANK YOU"],  # an extra line
+        [],  # nothing read
+    ],
+)
+def test_line_cer_equals_cer_when_the_lines_are_in_order(predicted: list[str]) -> None:
+    truth, prediction = "\n".join(RECEIPT), "\n".join(predicted)
+    assert line_cer(prediction, truth) == pytest.approx(cer(prediction, truth))
+
+
+def test_line_cer_is_much_lower_than_cer_on_shuffled_lines() -> None:
+    truth = "\n".join(RECEIPT)
+    shuffled = [RECEIPT[i] for i in (4, 0, 6, 2, 5, 1, 3)]
+    prediction = "\n".join(line.replace("0", "O") for line in shuffled)  # misread as well
+
+    assert cer(prediction, truth) > 0.5
+    assert line_cer(prediction, truth) == pytest.approx(
+        cer("\n".join(line.replace("0", "O") for line in RECEIPT), truth)
+    )  # only the misread characters count
+
+
+def test_line_cer_edge_cases() -> None:
+    assert line_cer("", "") == 0.0
+    assert line_cer("ANYTHING", "") == 1.0
+    assert line_cer("  \n\n", "A\nB") == 1.0
+    assert line_cer("b\n a", "A\nB") == 0.0  # case and spacing normalised as cer does

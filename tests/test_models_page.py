@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from models.config import REPO_ROOT, load_config
 from testkit.apptest import shown
+from testkit.render import encode, render_lines
 from tests.test_model_status import closed_port, fake_hf_cache_repo
 from utils.system.hardware import detect_hardware, recommend_profile
 from utils.system.model_status import history_path, read_history, read_status, status_path
@@ -148,3 +149,18 @@ def test_load_and_unload_a_tiny_model(chat_profile: Path) -> None:
     unload[0].click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert not [b for b in at.button if b.key and b.key.startswith("unload_tiny_qwen")]
+
+
+@pytest.mark.slow  # two OCR runs through RapidOCR
+def test_cache_stats_count_what_the_ocr_page_just_did(temp_profile: Path) -> None:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/ocr.py").run()
+    scan = ("scan.png", encode(render_lines(["CACHED 42"], size=(400, 160))), "image/png")
+    for _ in range(2):  # the second run comes from the cache
+        at.file_uploader[0].set_value(scan).run()
+        next(b for b in at.button if b.label == "Run OCR").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+    at.switch_page("app_pages/models.py").run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Hits"], metrics["Misses"]) == ("1", "1"), metrics

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from models.config import REPO_ROOT
 from testkit.apptest import shown
-from testkit.render import RECEIPT_LINES, encode, render_lines
+from testkit.render import RECEIPT_LINES, encode, pdf_bytes, render_lines
 
 APP = str(REPO_ROOT / "app.py")
 
@@ -38,12 +38,19 @@ def test_upload_run_and_see_text_fields_and_errors(temp_profile: Path) -> None:
     _run_button(at).click().run()
     assert not at.exception, [e.value for e in at.exception]
 
-    labels = [shown(e.label) for e in at.expander]
-    assert any(label.startswith("✅ receipt.png") for label in labels), labels
-    assert any(label.startswith("❌ broken.png") for label in labels), labels
+    files = {shown(e.label)[2:].split(" — ")[0]: e for e in at.expander}
+    assert shown(files["receipt.png"].label).startswith("✅"), list(files)
+    assert shown(files["broken.png"].label).startswith("❌"), list(files)
+    # The first file's result is open; the rest wait, collapsed, below the batch table.
+    assert files["receipt.png"].proto.expanded and not files["broken.png"].proto.expanded
     assert any("TOTAL" in t.value.upper() for t in at.text)
     assert any("broken.png" in shown(e.value) for e in at.error)
-    fields = at.dataframe[0].value
+    batch = at.dataframe[0].value.set_index("file")
+    assert list(batch.index) == ["receipt.png", "broken.png"]
+    assert {"pages", "status", "seconds", "company", "date", "total"} <= set(batch.columns)
+    assert batch.loc["receipt.png", ["pages", "status", "total"]].tolist() == [1, "ok", "10.00"]
+    assert batch.loc["broken.png", ["pages", "status"]].tolist() == [0, "failed"]
+    fields = at.dataframe[1].value
     assert fields.set_index("field").loc["total", "value"] == "10.00"
     assert {"TXT", "Markdown", "JSON", "Fields CSV"} <= {b.label for b in at.get("download_button")}
 
@@ -61,3 +68,22 @@ def test_boxes_toggle_draws_the_page(temp_profile: Path) -> None:
     at.toggle[0].set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.get("image")) == 1
+    assert not at.dataframe  # one file: no batch table, its result shown open
+    (result,) = [e for e in at.expander if "hello.png" in shown(e.label)]
+    assert result.proto.expanded
+
+
+def test_fields_per_page_shows_a_record_for_each_page(temp_profile: Path) -> None:
+    at = _ocr_page()
+    second = [("MOONLIGHT STORES SDN BHD", None), ("TEA", "3.00"), ("TOTAL", "7.25")]
+    pdf = pdf_bytes([render_lines(RECEIPT_LINES), render_lines(second)])
+    at.file_uploader[0].set_value(("receipts.pdf", pdf, "application/pdf"))
+    next(s for s in at.sidebar.selectbox if s.label == "Template").set_value("receipt").run()
+    next(r for r in at.sidebar.radio if r.label == "Fields per").set_value("page")
+    at.run()
+    _run_button(at).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    (fields,) = at.dataframe  # one file: no batch table, its record per page
+    records = fields.value.set_index("page")
+    assert records.loc[1, "total"] == "10.00" and records.loc[2, "total"] == "7.25"
+    assert "MOONLIGHT" in records.loc[2, "company"]

@@ -18,7 +18,8 @@ from utils.cache import DiskCache
 from utils.errors import ModelUnavailable
 from utils.ocr import pipeline as ocr_service
 from utils.ocr.exports import document_markdown, document_text, fields_csv, results_json
-from utils.ocr.pipeline import DocumentResult, OcrSettings, ocr_file
+from utils.ocr.pipeline import DocumentResult, OcrSettings, OcrStage, ocr_file
+from utils.ocr.records import field_records
 from utils.ocr.runs import OcrRun, list_ocr_runs, load_run, save_run
 from utils.storage import new_run_id
 
@@ -103,14 +104,50 @@ def test_blank_page_is_blank_never_invented(config: AppConfig) -> None:
 
 def test_pdf_pages_each_get_a_status(config: AppConfig) -> None:
     pages = [render_lines(["PAGE ONE HELLO"]), Image.new("RGB", (900, 700), "white")]
-    seen = []
-    result = ocr_file(
-        pdf_bytes(pages), "two.pdf", RAPID, config, progress=lambda d, t, p: seen.append((d, t))
-    )
+    result = ocr_file(pdf_bytes(pages), "two.pdf", RAPID, config)
     assert [p.status for p in result.pages] == ["ok", "blank"]
     assert [p.page for p in result.pages] == [1, 2]
-    assert seen == [(1, 2), (2, 2)]
     assert "HELLO" in result.text.upper()
+
+
+def test_stages_are_reported_before_each_step_starts(
+    config: AppConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The progress bar says what is happening from the start, not after page 1."""
+    stages: list[OcrStage] = []
+
+    class RecordingEngine:
+        name = "recording"
+
+        def __init__(self) -> None:
+            self.stage_at_read: list[str] = []
+
+        def ocr(self, image: Image.Image) -> OcrResult:
+            self.stage_at_read.append(stages[-1].label)
+            return OcrResult(engine=self.name, width=image.width, height=image.height)
+
+    def create_engine(*_, **__) -> RecordingEngine:
+        assert stages[-1].label == "loading the engine"  # said before the engine loads
+        return engine
+
+    engine = RecordingEngine()
+    monkeypatch.setattr(ocr_service, "create_ocr_engine", create_engine)
+    pages = [render_lines(["A"]), render_lines(["B"]), render_lines(["C"])]
+    ocr_file(pdf_bytes(pages), "three.pdf", RECEIPT, config, progress=stages.append)
+    assert [s.label for s in stages] == [
+        "opening the file",
+        "loading the engine",
+        "reading page 1 of 3",
+        "reading page 2 of 3",
+        "reading page 3 of 3",
+        "finding the template's fields",
+    ]
+    assert engine.stage_at_read == [
+        "reading page 1 of 3",
+        "reading page 2 of 3",
+        "reading page 3 of 3",
+    ]
+    assert [s.share for s in stages] == [0, 0, 0, pytest.approx(1 / 3), pytest.approx(2 / 3), 1]
 
 
 def test_bad_input_is_an_error_result_naming_the_file(config: AppConfig) -> None:
@@ -187,13 +224,20 @@ def test_corrupt_run_is_moved_aside_and_the_rest_still_lists(
 def test_exports_round_trip(receipt_result: DocumentResult) -> None:
     failed = DocumentResult(file="=cmd|evil.png", engine="rapidocr", error="not an image")
     docs = [receipt_result, failed]
-    assert DocumentResult.model_validate(json.loads(results_json(docs))[0]) == receipt_result
+    exported = json.loads(results_json(docs))[0]
+    assert exported.pop("records")[0]["fields"]["total"]["value"] == "10.00"
+    assert DocumentResult.model_validate(exported) == receipt_result
     assert "TOTAL" in document_text(receipt_result).upper()
     markdown = document_markdown(receipt_result)
     assert markdown.startswith("# receipt.png") and "| total | 10.00 |" in markdown
     rows = list(csv.reader(io.StringIO(fields_csv(docs))))
-    assert rows[0] == ["file", "company", "date", "address", "total", "error"]
-    assert rows[1][0] == "receipt.png" and rows[1][4] == "10.00"
+    assert rows[0] == [
+        "file",
+        *("company", "company page", "date", "date page"),
+        *("address", "address page", "total", "total page"),
+        "error",
+    ]
+    assert rows[1][0] == "receipt.png" and rows[1][7:9] == ["10.00", "1"]
     assert rows[2][0] == "'=cmd|evil.png"  # a formula is never handed to a spreadsheet
     assert rows[2][-1] == "not an image"
 
@@ -256,3 +300,58 @@ def test_engine_without_boxes_keeps_its_text_and_markdown(
     assert all(line.box is None for line in page.lines)
     assert page.usage == {"completion_tokens": 9}
     assert result.fields["total"].value == "7.50"
+
+
+SECOND_RECEIPT = [
+    ("MOONLIGHT STORES SDN BHD", None),
+    ("8, JALAN BUNGA RAYA", None),
+    ("50200 KUALA LUMPUR", None),
+    ("DATE: 02/05/2021", None),
+    ("TEA", "3.00"),
+    ("TOTAL", "7.25"),
+]
+
+
+@pytest.fixture(scope="module")
+def two_receipts_pdf() -> bytes:
+    """A PDF of two receipts, one per page, with their own company and total."""
+    return pdf_bytes([render_lines(RECEIPT_LINES), render_lines(SECOND_RECEIPT)])
+
+
+def test_fields_per_page_gives_each_page_its_own_record(
+    config: AppConfig, two_receipts_pdf: bytes
+) -> None:
+    per_page = RECEIPT.model_copy(update={"fields_per": "page"})
+    result = ocr_file(two_receipts_pdf, "receipts.pdf", per_page, config)
+    first, second = field_records(result)
+    assert (first.page, second.page) == (1, 2)
+    assert first.fields["total"].value == "10.00" and second.fields["total"].value == "7.25"
+    assert "SUNRISE" in first.fields["company"].value
+    assert "MOONLIGHT" in second.fields["company"].value
+    assert second.field_pages["total"] == 2
+
+    rows = list(csv.DictReader(io.StringIO(fields_csv([result]))))
+    assert [(r["page"], r["total"]) for r in rows] == [("1", "10.00"), ("2", "7.25")]
+    (exported,) = json.loads(results_json([result]))
+    assert [r["fields"]["total"]["value"] for r in exported["records"]] == ["10.00", "7.25"]
+    assert [r["page"] for r in exported["records"]] == [1, 2]
+
+
+def test_fields_per_document_name_the_page_each_came_from(config: AppConfig) -> None:
+    """A two-page invoice: the seller on page 1, the total on page 2, one record."""
+    header, items = RECEIPT_LINES[:4], RECEIPT_LINES[4:]
+    pdf = pdf_bytes([render_lines(header), render_lines(items)])
+    result = ocr_file(pdf, "two-pages.pdf", RECEIPT, config)
+    (record,) = field_records(result)
+    assert record.page is None  # the whole document
+    assert "SUNRISE" in record.fields["company"].value and record.fields["total"].value == "10.00"
+    assert record.field_pages["company"] == 1 and record.field_pages["date"] == 1
+    assert record.field_pages["total"] == 2
+
+    (row,) = csv.DictReader(io.StringIO(fields_csv([result])))
+    assert (row["total"], row["total page"], row["company page"]) == ("10.00", "2", "1")
+    assert "page" not in row  # one record per file: no page column
+    (exported,) = json.loads(results_json([result]))
+    (only,) = exported["records"]
+    assert only["page"] is None and only["field_pages"]["total"] == 2
+    assert "| total | 10.00 |" in document_markdown(result)

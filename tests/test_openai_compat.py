@@ -383,6 +383,29 @@ def test_stop_event_ends_the_answer_early_and_closes_the_stream(server: FakeOpen
     assert server.disconnects == 1  # the connection was closed, the server stopped writing
 
 
+def test_closing_mid_answer_gives_real_seconds_and_the_tokens_received(
+    server: FakeOpenAIServer,
+) -> None:
+    """What the Chat page's Stop does: the reader closes the stream between chunks."""
+    server.script(Reply(chunks=tuple(f"t{i} " for i in range(40)), chunk_delay_s=0.05))
+    stream = make_backend(server.base_url).stream(ask("long answer"), PARAMS, threading.Event())
+    reading = iter(stream)
+    received = [next(reading) for _ in range(4)]
+
+    stream.close()
+
+    assert received == ["t0 ", "t1 ", "t2 ", "t3 "]
+    usage = stream.usage
+    assert usage.stopped and usage.error is None
+    assert usage.seconds >= 0.15  # four chunks 50 ms apart, not 0.0
+    assert usage.completion_tokens == 4  # the server's own count never came: the chunks
+    assert usage.tokens_per_second is not None
+    deadline = time.monotonic() + 3
+    while server.disconnects == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.disconnects == 1
+
+
 def test_stop_during_a_retry_wait_ends_quietly(server: FakeOpenAIServer) -> None:
     server.script(Fail(503))
     stop = threading.Event()

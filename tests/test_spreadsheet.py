@@ -79,7 +79,7 @@ def test_fields_csv_neutralises_every_column_the_error_included() -> None:
     rows = parse(fields_csv([read, failed]))
 
     assert rows == [
-        ["file", "total", "error"],
-        ["'\t=cmd.png", "'\r=1+1", ""],
-        ["bad.png", "", "'@SUM(1)"],
+        ["file", "total", "total page", "error"],
+        ["'\t=cmd.png", "'\r=1+1", "", ""],
+        ["bad.png", "", "", "'@SUM(1)"],
     ]

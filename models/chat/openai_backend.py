@@ -8,7 +8,8 @@ the entry's ``max_pixels``).
 Requests stream (``stream=True``) and ask for exact token usage in the last chunk
 (``stream_options.include_usage``). A server that rejects ``stream_options``
 gets the request again without it, and this backend stops sending it; token
-counts are then left ``None`` rather than guessed.
+counts are then left ``None`` rather than guessed. An answer stopped before that
+last chunk counts its completion tokens from the content chunks received.
 
 Retries are this module's, not the client's: busy servers and failed
 connections are retried up to ``endpoint.max_retries`` times, only before the
@@ -211,6 +212,11 @@ class ServerChatStream:
     def __iter__(self) -> Iterator[str]:
         return self._chunks
 
+    def close(self) -> None:
+        """Stop reading (the consumer left mid-answer): the connection is closed and
+        ``usage`` is final now, with the time so far and the tokens received."""
+        self._chunks.close()
+
     def _generate(self) -> Iterator[str]:
         started = time.monotonic()
         try:
@@ -219,6 +225,9 @@ class ServerChatStream:
                 self.usage.stopped = True
                 return
             yield from self._read(response, started)
+        except GeneratorExit:
+            self.usage.stopped = True  # closed before the end: the reader stopped it
+            raise
         except AppError as exc:
             self.usage.error = str(exc)
             raise
@@ -227,6 +236,7 @@ class ServerChatStream:
 
     def _read(self, response: openai.Stream, started: float) -> Iterator[str]:
         finished = False
+        received = 0  # content chunks: servers stream one token per chunk
         try:
             for chunk in self._until_stopped(response):
                 if chunk.usage is not None:
@@ -237,6 +247,7 @@ class ServerChatStream:
                     if choice.delta is not None and choice.delta.content:
                         if self.usage.first_token_seconds is None:
                             self.usage.first_token_seconds = time.monotonic() - started
+                        received += 1
                         yield choice.delta.content
         except openai.APIError as exc:
             raise self._backend.explain_mid_answer(exc) from exc
@@ -244,6 +255,9 @@ class ServerChatStream:
             # Closing releases the connection (and tells the server to stop) when we
             # leave early: stop event, error, or the consumer dropping the stream.
             response.close()
+            if self.usage.completion_tokens is None and not finished and received:
+                # Left before the server's usage chunk (it comes last): count what came.
+                self.usage.completion_tokens = received
         if not finished and not self.usage.stopped:
             logger.warning("%s ended the stream without a finish_reason", self._backend.model_id)
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from testkit import e2e_harness as h
-from tests.e2e.test_pages import open_expander, receipt_png, start_benchmark
+from tests.e2e.test_pages import choose_run, open_expander, receipt_png, start_benchmark
 
 pytestmark = pytest.mark.e2e
 
@@ -81,7 +81,7 @@ def test_hostile_benchmark_prediction_is_inert_in_diff(
     start_benchmark(page, 1, "e2e-hostile", engines=["hostile"])
     newest = h.grid_rows(page, page.locator('[data-testid="stDataFrame"]').first)[0]
     assert newest[1] == "e2e-hostile", newest
-    h.choose(page, "Run", newest[0])
+    choose_run(page, "e2e-hostile")
     diff = h.grid_rows(page, h.grid_with_column(page, "prediction").first)
     predicted = " ".join(row[2] for row in diff)
     assert SCRIPT_TAG in predicted and "onerror=" in predicted, predicted[:500]

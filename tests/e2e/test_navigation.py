@@ -37,6 +37,9 @@ def test_deep_link_as_first_visit_gets_the_apps_navigation(
         names = [" ".join(link.split()) for link in links]
         assert any("OCR" in name for name in names), names
         assert not any(name.strip() == "app" for name in names), names
+        # .streamlit/config.toml: users get no Deploy button or developer menu
+        assert not page.get_by_role("button", name="Deploy").count()
+        assert not page.locator('[data-testid="stMainMenu"]').count()
     finally:
         context.close()
     assert not watch.foreign_requests()

@@ -35,9 +35,14 @@ def open_expander(page: Any, title_part: str) -> Any:
     box = expander(page, title_part)
     details = box.locator("details").first
     if details.get_attribute("open") is None:
-        box.locator("summary").click()
+        box.locator("summary").first.click()  # the first: expanders may nest
     page.wait_for_function("d => d.open", arg=details.element_handle())
     return box
+
+
+def choose_run(page: Any, name: str) -> None:
+    """Open run ``name`` in the "One run" section (its picker shows names, not ids)."""
+    h.pick_option(page, page.locator(".st-key-drill_run [data-testid='stSelectbox']"), name)
 
 
 def test_ocr_image_and_pdf(page: Any, app_server: h.AppServer) -> None:
@@ -129,8 +134,7 @@ def test_benchmark_run_compare_and_drill_down(page: Any, app_server: h.AppServer
     h.multiselect(page, "Runs (the first is the baseline)", ["e2e-first", "e2e-second"])
     page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=h.SLOW_MS)
 
-    run_ids = [row[0] for row in runs]
-    h.choose(page, "Run", run_ids[0])
+    choose_run(page, "e2e-first")
     h.choose(page, "Item", "invoice")
     # The item's image with the engine's boxes, then the word diff against the truth.
     page.locator('[data-testid="stImage"] img').last.wait_for()

@@ -57,8 +57,8 @@ _SPEED_ROWS: tuple[tuple[str, str, Literal["higher", "lower"]], ...] = (
     ("latency_p95_s", "latency p95 (s)", "lower"),
     ("pages_per_minute", "pages / minute", "higher"),
     ("output_tokens_per_s", "output tokens / s", "higher"),
-    ("peak_rss_bytes", "peak RSS (bytes)", "lower"),
-    ("peak_vram_bytes", "peak VRAM (bytes)", "lower"),
+    ("peak_rss_bytes", "peak RSS", "lower"),
+    ("peak_vram_bytes", "peak VRAM", "lower"),
 )
 
 

@@ -1,4 +1,4 @@
-"""Text and field metrics for OCR benchmarks: CER, WER, word F1, field accuracy.
+"""Text and field metrics for OCR benchmarks: CER, line CER, WER, word F1, field accuracy.
 
 Every per-item function takes the prediction first and the ground truth second.
 Definitions follow the benchmark issue exactly:
@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 from rapidfuzz.distance import Levenshtein
+from rapidfuzz.process import cdist
 
 from utils.errors import BadInput
 
@@ -74,6 +75,56 @@ def _error_rate(prediction: Sequence[Hashable], truth: Sequence[Hashable]) -> fl
     if not truth:
         return 0.0 if not prediction else 1.0
     return levenshtein(truth, prediction) / len(truth)
+
+
+def line_cer(prediction: str, truth: str) -> float:
+    """CER that ignores the order of lines: each ground-truth line is paired with at most
+    one predicted line (cheapest edits first), then the pairs' edits, every unpaired line
+    and the surplus line breaks are counted, over the same denominator as ``cer``.
+
+    Equal to ``cer`` for a prediction whose lines come in the truth's order (barring an
+    alignment that crosses line ends); far lower when the right lines come in another order
+    (columns read one after the other, a table read by columns).
+    """
+    truth_lines, predicted_lines = _lines(truth), _lines(prediction)
+    if not truth_lines:
+        return 0.0 if not predicted_lines else 1.0
+    pairs = _pair_lines(truth_lines, predicted_lines)
+    paired_truth = {t for t, _, _ in pairs}
+    paired_prediction = {p for _, p, _ in pairs}
+    errors = sum(distance for _, _, distance in pairs)
+    errors += sum(len(line) for i, line in enumerate(truth_lines) if i not in paired_truth)
+    errors += sum(len(line) for j, line in enumerate(predicted_lines) if j not in paired_prediction)
+    # The line breaks, as cer sees them: one space between lines on either side.
+    errors += abs((len(truth_lines) - 1) - max(len(predicted_lines) - 1, 0))
+    return errors / len(" ".join(truth_lines))
+
+
+def _lines(text: str) -> list[str]:
+    """The non-blank lines, each normalised as ``cer`` normalises a whole text."""
+    return [normalize_for_cer(line) for line in text.splitlines() if line.strip()]
+
+
+def _pair_lines(truth: list[str], predicted: list[str]) -> list[tuple[int, int, int]]:
+    """(truth index, predicted index, edit distance), one-to-one, greedily cheapest first;
+    among equal costs the pair nearest the same position wins, so in-order text pairs
+    line i with line i. Greedy, not optimal: scipy's Hungarian solver is not a dependency."""
+    if not predicted:
+        return []
+    distances = cdist(truth, predicted, scorer=Levenshtein.distance, dtype=np.int64)
+    rows, columns = np.indices(distances.shape)
+    order = np.lexsort((np.abs(rows - columns).ravel(), distances.ravel()))
+    used_truth: set[int] = set()
+    used_prediction: set[int] = set()
+    pairs = []
+    for flat in order:
+        i, j = divmod(int(flat), len(predicted))
+        if i in used_truth or j in used_prediction:
+            continue
+        used_truth.add(i)
+        used_prediction.add(j)
+        pairs.append((i, j, int(distances[i, j])))
+    return pairs
 
 
 def word_f1(prediction: str, truth: str) -> float:
@@ -213,6 +264,14 @@ METRICS: dict[str, Metric] = {
     metric.name: metric
     for metric in (
         Metric("cer", cer, "lower", description="Character error rate"),
+        Metric(
+            "line_cer",
+            line_cer,
+            "lower",
+            description="CER with lines paired regardless of their order: below cer when "
+            "the right lines were read in another order (columns, tables), above it when "
+            "lines were merged or split",
+        ),
         Metric("wer", wer, "lower", description="Word error rate"),
         Metric("word_f1", word_f1, "higher", description="Word-multiset F1"),
         Metric(

@@ -153,6 +153,11 @@ def _run_locked(
     except KeyboardInterrupt:
         _finish(run, "cancelled", "interrupted from the keyboard")
         raise
+    except SystemExit:  # the process is going away: read back as "interrupted", like a kill
+        raise
+    except BaseException:  # e.g. the web page's script stopped by a click (its Cancel)
+        _finish(run, "cancelled", "stopped before finishing; resume it")
+        raise
     status: Literal["complete", "cancelled"] = "cancelled" if run.cancelled else "complete"
     summary = _finish(run, status, None)
     if status == "complete" and not summary.complete:

@@ -22,13 +22,12 @@ from utils.storage import holding_lock, lock_path_for
 
 logger = logging.getLogger(__name__)
 
-LOCKS_DIR_NAME = ".locks"
-
 
 def conversation_lock_path(root: Path, conversation_id: str) -> Path:
     # Beside the storage layer's own lock of <id>.json (.locks/<id>.json.lock), never it:
     # that one is taken inside this one by every write.
-    return root / LOCKS_DIR_NAME / f"{conversation_id}.conversation.lock"
+    storage_lock = lock_path_for(root / f"{conversation_id}.json")
+    return storage_lock.with_name(f"{conversation_id}.conversation.lock")
 
 
 @contextmanager

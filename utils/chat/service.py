@@ -57,11 +57,13 @@ def stream_answer(
     stop = stop or threading.Event()
     chunks: list[str] = []
     stream = None
+    reading: Iterator[str] | None = None
     error: str | None = None
     finished = False
     try:
         stream = backend.stream(to_prompt(conversation, store.images), params, stop)
-        for chunk in stream:
+        reading = iter(stream)
+        for chunk in reading:
             chunks.append(chunk)
             yield chunk
         finished = True
@@ -71,8 +73,17 @@ def stream_answer(
     finally:
         if not finished:
             stop.set()
+            _close(reading)  # the stream's usage is final only once it is closed
         usage = stream.usage if stream is not None else None
         _keep_answer(store, conversation, "".join(chunks), usage, finished, error)
+
+
+def _close(reading: Iterator[str] | None) -> None:
+    """Close a stream's iterator left mid-answer (a generator's own ``finally`` runs
+    then, not whenever the garbage collector gets to it)."""
+    close = getattr(reading, "close", None)
+    if close is not None:
+        close()
 
 
 def _keep_answer(

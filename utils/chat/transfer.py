@@ -8,6 +8,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 from models.chat.types import Usage
 from utils.chat.conversation import (
     DEFAULT_TITLE,
+    TITLE_MAX_CHARS,
     Conversation,
     StoredImage,
     StoredMessage,
@@ -33,6 +35,8 @@ EXPORT_FORMAT_VERSION = 1
 DEFAULT_MAX_IMPORT_MB = 200.0
 
 _EXPORT_AGAIN = "Import a file made by “Export conversation”."
+#: The mark ``imported_title`` adds; dropped before marking again (no "(imported) (imported)").
+_IMPORTED_SUFFIX = re.compile(r" \(imported(?: [0-9]+)?\)$")
 
 
 def export_json(conversation: Conversation, images: ChatImages) -> bytes:
@@ -81,9 +85,24 @@ def import_json(
             stored[image.sha256].model_copy(update={"name": sanitize_filename(image.name)})
             for image in message.images
         ]
-    conversation.title = clean_title(conversation.title) or DEFAULT_TITLE
+    taken = {summary.title for summary in store.list()}
+    conversation.title = imported_title(conversation.title, taken)
     store.save(conversation)
     return conversation
+
+
+def imported_title(title: str, taken: set[str]) -> str:
+    """``title`` cleaned; marked "(imported)", numbered if need be, when another stored
+    conversation has it already (re-importing an export must not make two identical
+    entries in the list)."""
+    cleaned = clean_title(title) or DEFAULT_TITLE
+    base = _IMPORTED_SUFFIX.sub("", cleaned) or DEFAULT_TITLE
+    candidate, number = cleaned, 1
+    while candidate in taken:
+        mark = " (imported)" if number == 1 else f" (imported {number})"
+        candidate = clean_title(base, TITLE_MAX_CHARS - len(mark)) + mark
+        number += 1
+    return candidate
 
 
 def export_markdown(conversation: Conversation) -> str:

@@ -33,6 +33,13 @@ class DocumentLimits(BaseModel):
     def max_file_bytes(self) -> int:
         return int(self.max_file_mb * MB)
 
+    @property
+    def uploader_mb(self) -> int:
+        """The limit for Streamlit's uploaders, which take whole MB (at least 1): without
+        it they announce their own 200 MB default. Rounded up, so the loader's exact
+        check, not the widget, refuses a file between the two with a clear message."""
+        return max(1, math.ceil(self.max_file_mb))
+
 
 def check_file_size(size: int, name: str, limits: DocumentLimits) -> None:
     """Refuse an empty file or one over ``max_file_mb`` (``size`` in bytes)."""

@@ -13,14 +13,14 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.config import AppConfig
 from models.ocr.base import Box, OcrEngine, OcrLine
 from models.registry import create_ocr_engine
-from models.templates import FieldValue
+from models.templates import FieldValue, TemplateSpec
 from utils.cache import MISS, DiskCache, make_key
 from utils.documents.document import Document, load_document
 from utils.documents.geometry import deskew, rotate_quarter
@@ -35,10 +35,12 @@ from utils.ocr.markdown import to_markdown
 from utils.ocr.reading_order import reading_order
 from utils.storage import VersionedRecord, utc_now_iso
 
+FieldsPer = Literal["document", "page"]
+
 logger = logging.getLogger(__name__)
 
 # Bump when the pipeline's output changes for the same input, so old cache entries miss.
-PIPELINE_VERSION = 3
+PIPELINE_VERSION = 4
 CACHE_NAMESPACE = "ocr"
 
 
@@ -52,6 +54,9 @@ class OcrSettings(BaseModel):
     deskew: bool = False
     auto_rotate: bool = False
     vlm_preset: Literal["text", "markdown", "table"] = "text"
+    # What one record of template fields is: the whole document (a two-page invoice),
+    # or each page (a PDF of several receipts, whose totals must not mix).
+    fields_per: FieldsPer = "document"
 
 
 class PageResult(BaseModel):
@@ -74,6 +79,9 @@ class PageResult(BaseModel):
     skew_degrees: float = 0.0
     embedded_text: str | None = None
     usage: dict | None = Field(None, description="tokens and seconds, for VLM engines")
+    fields: dict[str, FieldValue] = Field(
+        default_factory=dict, description="this page's own fields (fields_per='page')"
+    )
 
 
 class DocumentResult(VersionedRecord):
@@ -87,7 +95,13 @@ class DocumentResult(VersionedRecord):
     engine: str
     settings: dict = Field(default_factory=dict)
     pages: list[PageResult] = Field(default_factory=list)
-    fields: dict[str, FieldValue] = Field(default_factory=dict)
+    fields_per: FieldsPer = "document"
+    fields: dict[str, FieldValue] = Field(
+        default_factory=dict, description="the whole document's fields (fields_per='document')"
+    )
+    field_pages: dict[str, int] = Field(
+        default_factory=dict, description="the page each found document field came from"
+    )
     error: str | None = None
     seconds: float = 0.0
     from_cache: bool = False
@@ -106,7 +120,33 @@ class DocumentResult(VersionedRecord):
         return self.error is None and all(p.status != "error" for p in self.pages)
 
 
-ProgressCallback = Callable[[int, int, PageResult], None]
+class OcrStage(NamedTuple):
+    """Where the reading of one file is, reported *before* each step starts: a long
+    first step (a model loading, a dense first page) then shows what it is doing."""
+
+    step: Literal["opening", "loading", "reading", "fields"]
+    pages_done: int = 0
+    page_count: int = 0
+
+    @property
+    def label(self) -> str:
+        if self.step == "reading":
+            return f"reading page {self.pages_done + 1} of {self.page_count}"
+        return _STEP_LABELS[self.step]
+
+    @property
+    def share(self) -> float:
+        """The part of this file done, 0 to 1."""
+        return self.pages_done / self.page_count if self.page_count else 0.0
+
+
+_STEP_LABELS = {
+    "opening": "opening the file",
+    "loading": "loading the engine",
+    "fields": "finding the template's fields",
+}
+
+ProgressCallback = Callable[[OcrStage], None]
 
 
 def document_limits(config: AppConfig) -> DocumentLimits:
@@ -148,12 +188,15 @@ def ocr_file(
 ) -> DocumentResult:
     """OCR one uploaded file. Bad input comes back as a result with ``error`` set;
     a missing engine raises ``ModelUnavailable`` (nothing can run without it).
+    ``progress`` hears each stage (``OcrStage``) before it starts.
 
     Reading stops before the next page once the file's time budget
     (``ocr.file_time_budget_s``) or the caller's ``batch`` budget has run out; the
     pages read so far are kept and ``error`` says where it stopped.
     """
     started = time.perf_counter()
+    report = progress or (lambda stage: None)
+    report(OcrStage("opening"))
     check_settings(settings, config)
     record = run_settings_record(settings, config)
     key = make_key(CACHE_NAMESPACE, data, record)
@@ -171,10 +214,11 @@ def ocr_file(
             settings=record,
             error=str(exc),
         )
+    report(OcrStage("loading", 0, document.page_count))
     engine = create_ocr_engine(settings.engine, config, preset=settings.vlm_preset)
     # Counted from here: loading a model the first time is not the file's fault.
     budgets = (TimeBudget(config.ocr.file_time_budget_s, "ocr.file_time_budget_s"), batch)
-    result = _ocr_document(document, engine, settings, config, record, progress, budgets)
+    result = _ocr_document(document, engine, settings, config, record, report, budgets)
     result.seconds = time.perf_counter() - started
     if cache and result.ok:
         cache.set(key, result.model_dump(mode="json"))
@@ -187,7 +231,7 @@ def _ocr_document(
     settings: OcrSettings,
     config: AppConfig,
     record: dict,
-    progress: ProgressCallback | None,
+    report: ProgressCallback,
     budgets: tuple[TimeBudget | None, ...],
 ) -> DocumentResult:
     result = DocumentResult(
@@ -196,23 +240,39 @@ def _ocr_document(
         kind=document.kind,
         engine=settings.engine,
         settings=record,
+        fields_per=settings.fields_per,
     )
     pages = document.pages()
     for index in range(document.page_count):
         if spent := first_expired(*budgets):
             result.error = spent.stop_message(document.name, "page", index + 1, document.page_count)
             break
-        page_result = _next_page_result(pages, index, engine, settings)
-        result.pages.append(page_result)
+        report(OcrStage("reading", index, document.page_count))
+        result.pages.append(_next_page_result(pages, index, engine, settings))
         if document.page_count > 1:
             _return_freed_memory()
-        if progress:
-            progress(index + 1, document.page_count, page_result)
     pages.close()  # after a stop, release the PDF now rather than when collected
     if settings.template:
-        lines = [line for page in result.pages for line in page.lines]
-        result.fields = extract_fields(config.templates[settings.template], lines)
+        report(OcrStage("fields", len(result.pages), document.page_count))
+        _extract_template_fields(result, config.templates[settings.template])
     return result
+
+
+def _extract_template_fields(result: DocumentResult, template: TemplateSpec) -> None:
+    """Per page: each page's fields from its own lines. Per document: the fields from
+    all lines in page order, each noted with the page its first line is on."""
+    if result.fields_per == "page":
+        for page in result.pages:
+            page.fields = extract_fields(template, page.lines)
+        return
+    lines = [line for page in result.pages for line in page.lines]
+    line_pages = [page.page for page in result.pages for _ in page.lines]
+    result.fields = extract_fields(template, lines)
+    result.field_pages = {
+        name: line_pages[found.line]
+        for name, found in result.fields.items()
+        if found.value is not None and found.line is not None
+    }
 
 
 def _return_freed_memory() -> None:
