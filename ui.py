@@ -67,6 +67,11 @@ def profile() -> LoadedConfig:
         raise  # st.stop() raises; this line only tells type checkers so
 
 
+def reload_profile() -> None:
+    """Read the profile again on the next ``profile()`` (the app saved the user's overrides)."""
+    _load_profile.clear()
+
+
 def untrusted(text: object) -> str:
     """``text`` made literal for any Markdown-rendering element (alert, caption, label)."""
     return escape_markdown(text)

@@ -8,6 +8,7 @@ import threading
 import streamlit as st
 
 import ui
+from app_pages.chat_setup import NO_MODEL_PLACEHOLDER, show_no_model_state
 from models.chat.types import GenerationParams
 from models.registry import Availability, availabilities, chat_model_ids, create_chat_backend
 from utils.chat.conversation import (
@@ -127,8 +128,18 @@ def open_conversation(conversation_id: str) -> None:
 
 
 def default_model() -> str | None:
-    usable = [mid for mid, verdict in _statuses(loaded.sha256).items() if verdict.available]
-    return usable[0] if usable else next(iter(chat_model_ids(config)), None)
+    """The first chat model that can run here, else the profile's first one."""
+    return first_usable_model() or next(iter(chat_model_ids(config)), None)
+
+
+def first_usable_model() -> str | None:
+    return next((m for m, verdict in _statuses(loaded.sha256).items() if verdict.available), None)
+
+
+def model_added() -> None:
+    """A model was downloaded or a server connected: look at the models again."""
+    _statuses.clear()
+    st.rerun()
 
 
 def conversation_sidebar(conversation: Conversation) -> None:
@@ -193,7 +204,10 @@ def model_sidebar(conversation: Conversation) -> None:
         if not ids:
             st.error("The active profile has no chat models.")
             return
-        index = ids.index(conversation.model_id) if conversation.model_id in ids else 0
+        # A model that cannot run here is not offered first: the first one that can is.
+        runs = conversation.model_id in ids and statuses[conversation.model_id].available
+        preferred = conversation.model_id if runs else first_usable_model()
+        index = ids.index(preferred) if preferred in ids else 0
         chosen = st.selectbox(
             "Model",
             ids,
@@ -261,6 +275,8 @@ def add_user_message(conversation: Conversation, text: str, files: list) -> None
     """Attach the images and queue the question; nothing is sent if an image is refused
     (the model would answer about a picture it never saw). The page reruns right after
     this, so refusals are shown on the next run."""
+    if (text.strip() or files) and not backend_ready(conversation, text):
+        return
     images = []
     refused = 0
     for upload in files:
@@ -285,6 +301,19 @@ def add_user_message(conversation: Conversation, text: str, files: list) -> None
         st.session_state[UNSENT_KEY] = text
         return
     st.session_state[PENDING_KEY] = conversation.id
+
+
+def backend_ready(conversation: Conversation, text: str) -> bool:
+    """Whether the model can be created; checked before anything of the turn is saved
+    (a question that never reaches a model would stay unanswered in the file)."""
+    try:
+        with st.spinner("Getting the model ready…"):
+            create_chat_backend(conversation.model_id or "", config)
+    except AppError as exc:
+        ui.error_after_rerun("The question was not sent: " + exc.message, exc.hint)
+        st.session_state[UNSENT_KEY] = text
+        return False
+    return True
 
 
 def answer(conversation: Conversation) -> None:
@@ -376,6 +405,7 @@ def revision_shown_before(conversation: Conversation) -> str:
 
 
 stop_answer_in_flight()
+model_usable = first_usable_model() is not None
 conversation = current_conversation()
 shown_revision = revision_shown_before(conversation)
 conversation_sidebar(conversation)
@@ -383,6 +413,8 @@ model_sidebar(conversation)
 for message in conversation.messages:
     show_message(message)
 st.session_state[SHOWN_KEY] = (conversation.id, conversation.updated_at)
+if not model_usable:
+    show_no_model_state(config, model_added)
 if st.session_state.get(PENDING_KEY) == conversation.id:
     answer(conversation)
 last_turn_actions(conversation, shown_revision)
@@ -391,8 +423,9 @@ last_turn_actions(conversation, shown_revision)
 if unsent := st.session_state.pop(UNSENT_KEY, None):
     st.session_state["chat_prompt"] = unsent  # the typed question is not lost
 prompt = st.chat_input(
-    "Ask about your images…",
+    "Ask about your images…" if model_usable else NO_MODEL_PLACEHOLDER,
     accept_file="multiple",
+    disabled=not model_usable,
     key="chat_prompt",
     max_upload_size=ui.upload_limit_mb(config),
 )

@@ -14,7 +14,7 @@ from models.runtime.hub import hub_offline
 from models.runtime.manager import get_manager
 from models.runtime.memory import format_bytes, memory_pool
 from utils.errors import AppError
-from utils.system.downloads import DownloadTracker, run_download
+from utils.system.downloads import download_entry
 from utils.system.hardware import HardwareFacts, detect_hardware, process_memory, recommend_profile
 from utils.system.model_status import (
     StatusReport,
@@ -242,18 +242,10 @@ def show_download_tab(report: StatusReport) -> None:
 
 
 def download(model_id: str) -> None:
-    from models.runtime.hub import download_model
-
     source = config.models[model_id].source or ""
-    bar = st.progress(0.0, text=f"Starting the download of {source}…")
-
-    def tick(tracker: DownloadTracker) -> None:
-        done, total = tracker.snapshot()
-        text = f"{done / 1e6:,.0f} / {total / 1e6:,.0f} MB" if total else "Listing files…"
-        bar.progress(tracker.fraction(), text=text)
-
+    bar = st.progress(0.0)
     try:
-        path = run_download(download_model, source, DownloadTracker(), tick)
+        path = download_entry(model_id, config, lambda done, text: bar.progress(done, text=text))
     except AppError as exc:
         bar.empty()
         ui.show_error(exc)

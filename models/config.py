@@ -3,6 +3,8 @@
 A profile may declare ``extends: other.yaml``; it is deep-merged over that file
 (mappings merge key by key, everything else replaces), so the model catalog is
 written once in ``config.yaml`` and the other profiles hold only overrides.
+What the app saves for the user (a connected server) goes to
+``<data_dir>/overrides.yaml``, merged last and validated like the rest.
 Every error names the file, the key path, what was found and what is allowed.
 Files are read through ``models.safe_yaml``, which refuses YAML too big, too deep or
 too alias-heavy to load safely; ``extends`` chains are at most ``MAX_EXTENDS_CHAIN`` long.
@@ -35,6 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PROFILE = REPO_ROOT / "config.yaml"
 PROFILE_ENV_VAR = "CHATVLM_CONFIG"
 MAX_EXTENDS_CHAIN = 4  # files in one chain, itself included: each may be MAX_YAML_BYTES
+USER_OVERRIDES_FILE = "overrides.yaml"  # in the data folder: see user_overrides_path
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64)]
 Backend = Literal["transformers", "openai", "rapidocr", "tesseract"]
@@ -234,6 +237,10 @@ def load_config(path: str | os.PathLike | None = None) -> LoadedConfig:
     merged: dict[str, Any] = {}
     for _, raw in reversed(layers):
         merged = deep_merge(merged, raw)
+    overrides = _user_overrides_file(merged)
+    if overrides is not None:  # what the app saved for this user, merged last
+        layers.insert(0, (overrides, _read_yaml_mapping(overrides)))
+        merged = deep_merge(merged, layers[0][1])
     try:
         config = AppConfig.model_validate(merged)
     except ValidationError as exc:
@@ -247,6 +254,26 @@ def load_config(path: str | os.PathLike | None = None) -> LoadedConfig:
 _HINT = "fix the file and restart; `python cli.py config check FILE` shows the resolved profile"
 _LIMIT_HINT = "a profile is a few KB of plain YAML in a file: fix what the message names"
 _MAX_PROBLEMS_LISTED = 20  # a hostile file can hold 100,000 errors; the first ones show what to fix
+
+
+def user_overrides_path(data_dir: Path) -> Path:
+    """The file the app writes the user's own additions to (a connected server), never
+    a shipped profile: ``<data_dir>/overrides.yaml``, deep-merged over the profile."""
+    return data_dir / USER_OVERRIDES_FILE
+
+
+def _user_overrides_file(merged: dict[str, Any]) -> Path | None:
+    """The overrides file of the merged profile's data folder, if there is one."""
+    app = merged.get("app")
+    folder = app.get("data_dir") if isinstance(app, dict) else None
+    if not isinstance(folder, str | Path):
+        folder = AppSettings().data_dir  # a bad value is reported by the validation
+    folder = Path(folder)
+    path = user_overrides_path(folder if folder.is_absolute() else REPO_ROOT / folder)
+    try:
+        return path if path.is_file() else None
+    except (OSError, ValueError):  # a NUL byte, a name too long: validation says more
+        return None
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

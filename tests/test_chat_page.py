@@ -19,6 +19,7 @@ from testkit.profiles import fake_server_model_yaml, write_test_profile
 from testkit.render import encode, render_lines
 from utils.chat.conversation import StoredMessage
 from utils.chat.store import ChatStore
+from utils.errors import ModelUnavailable
 from utils.ocr.pipeline import document_limits
 
 APP = str(REPO_ROOT / "app.py")
@@ -232,3 +233,124 @@ def test_conversation_images_are_thumbnails_not_column_wide(fake_server_page) ->
     boxes = _blocks_holding_images(at.chat_message[2], [])
     widths = [_fixed_width(box) for box in boxes]
     assert len(boxes) == 2 and all(0 < width <= 320 for width in widths), widths
+
+
+# --------------------------------------------------------------- no usable model (issue 11)
+
+
+@pytest.fixture
+def no_model_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The shipped catalog with no weights on disk (an empty Hugging Face cache) and its
+    served entry switched off: no chat model can run."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_hf_cache"))
+    profile = write_test_profile(tmp_path, "models:\n  dots_ocr_vllm:\n    enabled: false\n")
+    monkeypatch.setenv("CHATVLM_CONFIG", str(profile))
+    return profile
+
+
+def _saved_chats(profile: Path) -> list[Path]:
+    return sorted((profile.parent / "results" / "chats").glob("*.json"))
+
+
+def test_no_usable_model_shows_the_ways_out_and_disables_the_input(
+    no_model_profile: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # the tests run offline; a first visit may not
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE")
+    at = _page_at(None)
+    assert any("No chat model can run" in shown(i.value) for i in at.info), at.info
+    assert any(b.label == "⬇️ Download" for b in at.button)
+    captions = [shown(c.value) for c in at.caption]
+    assert any("HuggingFaceTB/SmolVLM-256M-Instruct" in c for c in captions), captions
+    assert any(b.label == "🔌 Check and save" for b in at.button)
+    assert at.chat_input[0].proto.disabled
+    assert "download one or connect a server" in at.chat_input[0].placeholder
+    assert not _saved_chats(no_model_profile)
+
+
+def test_offline_the_download_says_what_to_do(
+    no_model_profile: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    at = _page_at(None)
+    assert any("HF_HUB_OFFLINE" in shown(w.value) for w in at.warning), at.warning
+    assert not any(b.label == "⬇️ Download" for b in at.button)
+
+
+def _connect(at: AppTest, base_url: str, served_name: str) -> None:
+    next(t for t in at.text_input if t.label == "Base URL").set_value(base_url)
+    next(t for t in at.text_input if t.label == "Model name on the server").set_value(served_name)
+    next(b for b in at.button if b.label == "🔌 Check and save").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_connecting_a_server_saves_overrides_and_the_model_answers(
+    no_model_profile: Path,
+) -> None:
+    overrides = no_model_profile.parent / "results" / "overrides.yaml"
+    with FakeOpenAIServer(models=("fake-vlm", "other")) as server:
+        at = _page_at(None)
+        _connect(at, server.base_url, "not-served")
+        errors = [shown(e.value) for e in at.error]
+        assert any(f"{server.base_url} does not serve 'not-served'" in e for e in errors), errors
+        assert any("it serves: fake-vlm, other" in shown(c.value) for c in at.caption)
+        assert not overrides.exists()
+
+        _connect(at, server.base_url, "fake-vlm")
+        assert not at.error, [e.value for e in at.error]
+        assert "fake-vlm" in overrides.read_text()
+        assert "served_name: fake-vlm" in overrides.read_text()
+        model = next(s for s in at.sidebar.selectbox if s.label == "Model")
+        assert model.value == "server_fake-vlm"
+        assert not at.chat_input[0].proto.disabled
+        assert not at.info  # the empty state is gone
+
+        at.chat_input[0].set_value("hello").run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert [m.name for m in at.chat_message] == ["user", "assistant"]
+        assert len(server.chat_requests) == 1
+
+
+def test_an_unreachable_server_is_refused_and_nothing_saved(no_model_profile: Path) -> None:
+    with FakeOpenAIServer() as server:
+        url = server.base_url  # closed when the block ends: nothing listens there any more
+    at = _page_at(None)
+    _connect(at, url, "fake-vlm")
+    assert any("did not answer" in shown(e.value) for e in at.error), at.error
+    assert not (no_model_profile.parent / "results" / "overrides.yaml").exists()
+
+
+def test_a_model_that_cannot_be_created_saves_nothing_and_keeps_the_question(
+    fake_server_page, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at, store, conversation_id, server = fake_server_page
+
+    def cannot_load(model_id: str, config) -> None:
+        raise ModelUnavailable("the model could not be loaded", hint="free some memory")
+
+    monkeypatch.setattr("models.registry.create_chat_backend", cannot_load)
+    at.chat_input[0].set_value("lost question?").run()
+
+    assert not at.exception, [e.value for e in at.exception]
+    errors = [shown(e.value) for e in at.error]
+    assert any("not sent: the model could not be loaded" in e for e in errors), errors
+    assert [m.text for m in store.load(conversation_id).messages] == ["q1", "a1"]
+    assert at.chat_input[0].proto.value == "lost question?"  # back in the input
+    assert not server.chat_requests
+
+
+def test_the_picker_skips_a_model_that_cannot_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_hf_cache"))
+    with FakeOpenAIServer() as server:
+        profile = write_test_profile(tmp_path, fake_server_model_yaml(server.base_url))
+        monkeypatch.setenv("CHATVLM_CONFIG", str(profile))
+        config = load_config(profile).config
+        store = ChatStore(config.data_dir / "chats", document_limits(config))
+        conversation = store.new("qwen2_vl_2b", GenerationParams())  # no weights here
+        conversation.messages += [StoredMessage(role="user", text="q1")]
+        store.save(conversation)
+        at = _page_at(None)
+        model = next(s for s in at.sidebar.selectbox if s.label == "Model")
+        assert model.value == "fake_vlm"

@@ -278,3 +278,54 @@ def test_templates_yaml_goes_through_the_same_guard() -> None:
         templates_from_yaml("t: " + "[" * 20_000 + "]" * 20_000, source="user.yaml")
     with pytest.raises(ConfigError, match="cycle"):
         templates_from_yaml("t: &t {fields: *t}\n")
+
+
+# ------------------------------------------------------------- the user's overrides file
+
+_SERVER_OVERRIDES = """\
+endpoints:
+  my_server:
+    base_url: http://127.0.0.1:9/v1
+models:
+  my_model:
+    display_name: My served model
+    backend: openai
+    task: chat
+    endpoint: my_server
+    served_name: served-name
+"""
+
+
+def _profile_with_data_dir(tmp_path: Path) -> Path:
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(
+        f"extends: {REPO_ROOT / 'config.yaml'}\napp:\n  data_dir: {tmp_path / 'results'}\n"
+    )
+    return profile
+
+
+def test_user_overrides_file_is_merged_last_and_validated(tmp_path: Path) -> None:
+    profile = _profile_with_data_dir(tmp_path)
+    (tmp_path / "results").mkdir()
+    overrides = tmp_path / "results" / "overrides.yaml"
+    overrides.write_text(_SERVER_OVERRIDES)
+    loaded = load_config(profile)
+    entry = loaded.config.models["my_model"]
+    assert entry.backend == "openai" and entry.served_name == "served-name"
+    assert loaded.config.endpoints["my_server"].base_url == "http://127.0.0.1:9/v1"
+    assert "qwen2_vl_2b" in loaded.config.models  # the catalog is still there
+    assert loaded.chain[0] == overrides
+
+
+def test_a_broken_user_overrides_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    profile = _profile_with_data_dir(tmp_path)
+    (tmp_path / "results").mkdir()
+    overrides = tmp_path / "results" / "overrides.yaml"
+    overrides.write_text(_SERVER_OVERRIDES.replace("endpoint: my_server", "endpoint: nowhere"))
+    with pytest.raises(ConfigError) as raised:
+        load_config(profile)
+    assert str(overrides) in raised.value.message and "nowhere" in raised.value.message
+    overrides.write_text("models: [unclosed\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(profile)
+    assert str(overrides) in raised.value.message
