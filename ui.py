@@ -77,6 +77,11 @@ def untrusted(text: object) -> str:
     return escape_markdown(text)
 
 
+def table(data, **options) -> None:
+    """A read-only table whose missing values are blank cells, not the word "None"."""
+    st.dataframe(data, hide_index=True, placeholder="", **options)
+
+
 def show_error(exc: AppError) -> None:
     """What happened, then what to do; both may quote file names or server replies."""
     st.error(untrusted(exc.message))

@@ -39,11 +39,6 @@ def _availability(profile_sha: str) -> dict[str, str]:
     return {name: v.detail for name, v in verdicts.items() if not v.available}
 
 
-def show_table(data) -> None:
-    """A read-only table whose missing values are blank cells, not the word "None"."""
-    st.dataframe(data, hide_index=True, placeholder="")
-
-
 def run_labels(table: pd.DataFrame) -> dict[str, str]:
     """Run id -> what a reader picks it by: its name and when it started."""
     return dict(zip(table["run"], table["name"] + " · " + table["created"], strict=False))
@@ -174,7 +169,7 @@ def runs_section(stopped_id: str | None) -> pd.DataFrame:
     datasets = cols[1].multiselect("Dataset", sorted(table["dataset"].unique()))
     since = cols[2].date_input("Since", value=None)
     shown = views.filter_runs(table, engines, datasets, since.isoformat() if since else None)
-    show_table(shown)
+    ui.table(shown)
     st.caption(views.LINE_CER_NOTE)
     st.download_button("Runs as CSV", frame_csv(shown), "runs.csv", "text/csv")
     manage_runs(runs, focus)
@@ -214,7 +209,7 @@ def leaderboard_section(table: pd.DataFrame) -> None:
     st.subheader("Leaderboard per dataset")
     metric = st.selectbox("Metric", views.ACCURACY_METRICS, index=_WORD_F1)
     board = views.leaderboard(table, metric)
-    show_table(board)
+    ui.table(board)
     if metric == "line_cer":
         st.caption(views.LINE_CER_NOTE)
     st.download_button("Leaderboard as CSV", frame_csv(board), "leaderboard.csv", "text/csv")
@@ -236,7 +231,7 @@ def compare_section(table: pd.DataFrame) -> None:
         st.caption("That run has one engine: pick another run to compare it with.")
         return
     compared = views.comparison_table(comparison)
-    show_table(compared)
+    ui.table(compared)
     st.caption(views.LINE_CER_NOTE)
     st.download_button("Comparison as CSV", frame_csv(compared), "comparison.csv", "text/csv")
     for note in comparison.notes:
@@ -292,10 +287,10 @@ def run_numbers(detail: RunDetail) -> None:
         f"{summary.confidence:.0%} bootstrap intervals over the items."
     )
     numbers = views.run_detail_table(summary)
-    show_table(numbers)
+    ui.table(numbers)
     st.download_button("Run numbers as CSV", frame_csv(numbers), f"run-{run_id}.csv", "text/csv")
     with st.expander("🧾 Manifest: versions, profile, dataset, hardware"):
-        show_table(views.manifest_table(detail.manifest))
+        ui.table(views.manifest_table(detail.manifest))
     if rescored := st.session_state.pop(_RESCORED, None):
         st.success(rescored)
     if st.button("🔁 Re-score", help="Score the saved predictions again; no model runs."):
@@ -320,21 +315,21 @@ def drill_down(detail: RunDetail) -> None:
     st.subheader("One item")
     run_id = detail.manifest.run_id
     items = views.items_table(detail)
-    show_table(items)
+    ui.table(items)
     st.download_button("Items as CSV", frame_csv(items), f"items-{run_id}.csv", "text/csv")
     keys = [f"{r.engine} · {r.item_id}" for r in detail.items]
     if not keys:
         return
     record = detail.items[keys.index(st.selectbox("Item", keys))]
     if record.metrics:
-        show_table([{m: round(v, 4) for m, v in record.metrics.items()}])
+        ui.table([{m: round(v, 4) for m, v in record.metrics.items()}])
     else:  # the message may quote the dataset's own files: text, never Markdown
         st.text(record.message or "not scored")
     show_item_image(detail, record)
     if record.truth_text is not None:
-        show_table(views.word_diff(record.truth_text, record.prediction))
+        ui.table(views.word_diff(record.truth_text, record.prediction))
     if record.truth_fields:
-        show_table(
+        ui.table(
             [
                 {
                     "field": f,

@@ -147,7 +147,7 @@ def show_run(run: OcrRun, fmt: str) -> None:
     st.caption(f"{ok} of {len(docs)} file(s) read · engine {engine}")
     downloads(run)
     if len(docs) > 1:  # the batch at a glance; each file's detail below
-        st.dataframe(batch_rows(docs), hide_index=True)
+        ui.table(batch_rows(docs))
     for index, doc in enumerate(docs):
         show_document(doc, fmt, key=f"{run.run_id}-{index}", expanded=index == 0)
 
@@ -177,7 +177,7 @@ def show_document(doc: DocumentResult, fmt: str, key: str, expanded: bool) -> No
         if not doc.pages:  # refused before any page was read
             return
         if fields := field_rows(doc):
-            st.dataframe(fields, hide_index=True)
+            ui.table(fields)
         for page in doc.pages:
             show_page(doc, page, fmt, key)
 
@@ -195,7 +195,7 @@ def show_page(doc: DocumentResult, page: PageResult, fmt: str, key: str) -> None
     elif fmt == "Markdown":
         st.code(page.markdown, language="markdown")
         for table in table_rows(page.fragments):
-            st.dataframe(pd.DataFrame(table[1:], columns=_header(table[0])), hide_index=True)
+            ui.table(pd.DataFrame(table[1:], columns=_header(table[0])))
     else:
         st.json(page.model_dump(mode="json", exclude={"fragments"}), expanded=False)
     if page.embedded_text:

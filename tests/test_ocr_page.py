@@ -52,6 +52,7 @@ def test_upload_run_and_see_text_fields_and_errors(temp_profile: Path) -> None:
     assert batch.loc["broken.png", ["pages", "status"]].tolist() == [0, "failed"]
     fields = at.dataframe[1].value
     assert fields.set_index("field").loc["total", "value"] == "10.00"
+    assert {d.proto.placeholder for d in at.dataframe} == {""}  # missing cells blank, not "None"
     assert {"TXT", "Markdown", "JSON", "Fields CSV"} <= {b.label for b in at.get("download_button")}
 
     runs = list((temp_profile.parent / "results" / "ocr").glob("*.json"))
