@@ -1,4 +1,4 @@
-"""ChatVLMLLM entry point: page config, profile load, navigation.
+"""ChatVLMLLM entry point: page config, profile load, sign-in, navigation.
 
 Run with `make run` (or `streamlit run app.py`). The active profile comes from
 $CHATVLM_CONFIG (default config.yaml).
@@ -7,21 +7,37 @@ $CHATVLM_CONFIG (default config.yaml).
 import streamlit as st
 
 import ui
+from app_pages.sign_in import show_account, signed_in_user
+from utils.auth import Action, User, can
 
 st.set_page_config(page_title="ChatVLMLLM", page_icon=ui.PAGE_ICON, layout="wide")
 loaded = ui.profile()
+ui.refuse_unsafe_listen(loaded.config)
+user = signed_in_user(loaded.config)
+ui.set_current_user(user)
+loaded = ui.profile()  # now with the user's own connected servers
 
-# Emoji icons on purpose: `:material/...:` icons make the browser fetch a font from a CDN.
-navigation = st.navigation(
-    [
-        st.Page("app_pages/chat.py", title="Chat", icon="💬", default=True),
-        st.Page("app_pages/ocr.py", title="OCR", icon="🔎"),
-        st.Page("app_pages/benchmark.py", title="Benchmarks", icon="📊"),
-        st.Page("app_pages/models.py", title="Models", icon="🧠"),
-    ]
-)
+
+def pages_for(user: User) -> list:
+    """The pages this user's role can use (the services check again on every action)."""
+    # Emoji icons on purpose: `:material/...:` icons make the browser fetch a font from a CDN.
+    pages = []
+    if can(user, Action.CHAT):
+        pages.append(st.Page("app_pages/chat.py", title="Chat", icon="💬", default=True))
+    if can(user, Action.RUN_OCR):
+        pages.append(st.Page("app_pages/ocr.py", title="OCR", icon="🔎"))
+    pages.append(
+        st.Page("app_pages/benchmark.py", title="Benchmarks", icon="📊", default=not pages)
+    )
+    if can(user, Action.CHAT):
+        pages.append(st.Page("app_pages/models.py", title="Models", icon="🧠"))
+    return pages
+
+
+navigation = st.navigation(pages_for(user))
 with st.sidebar:
     st.caption(f"Profile: `{loaded.source.name}`")
+    show_account(user)
 navigation.run()
 # After the page: reading a damaged file is what moves it aside.
 ui.report_moved_aside(loaded.config.data_dir)

@@ -16,7 +16,18 @@ from pathlib import Path
 
 import streamlit as st
 
-from models.config import AppConfig, CacheSettings, LoadedConfig, active_profile_path, load_config
+from models.config import (
+    AppConfig,
+    CacheSettings,
+    LoadedConfig,
+    active_profile_path,
+    load_config,
+    user_overrides_path,
+)
+from utils.auth import LOCAL_USER, Action, User, can
+from utils.auth.audit import AuditLog
+from utils.auth.bind import check_listen_address
+from utils.auth.user_data import user_root
 from utils.cache import DiskCache, open_cache
 from utils.documents.limits import DocumentLimits
 from utils.errors import AppError, ConfigError
@@ -26,12 +37,13 @@ from utils.storage import CORRUPT_DIR_NAME, list_corrupt
 
 PAGE_ICON = "📄"
 _NOTICES_KEY = "ui_notices_after_rerun"
+_USER_KEY = "auth_current_user"  # set by app.py on every run, before the page runs
 _CORRUPT_NAMES_SHOWN = 5
 
 
 @st.cache_resource(show_spinner=False)
-def _load_profile(path: str) -> LoadedConfig:
-    loaded = load_config(path)
+def _load_profile(path: str, personal: str | None = None, _mtime: float = 0.0) -> LoadedConfig:
+    loaded = load_config(path, Path(personal) if personal else None)
     setup_logging(loaded.config.data_dir, loaded.config.app.log_level)
     return loaded
 
@@ -55,16 +67,63 @@ def upload_limit_mb(config: AppConfig) -> int:
 
 
 def profile() -> LoadedConfig:
-    """The active profile; on a broken one, show the error and stop this run."""
+    """The active profile, with the signed-in user's own servers; on a broken one, show
+    the error and stop this run."""
     _started_at()  # first call fixes the start time that report_moved_aside counts from
+    path = str(active_profile_path())
     try:
-        return _load_profile(str(active_profile_path()))
+        shared = _load_profile(path)
+        personal = _personal_overrides(shared.config)
+        if personal is None:
+            return shared
+        return _load_profile(path, str(personal), personal.stat().st_mtime)
     except ConfigError as exc:
         st.error("The configuration could not be loaded.")
         st.code(exc.message, language=None)
         st.info(untrusted(exc.hint or "Fix the profile and reload the page."))
         st.stop()
         raise  # st.stop() raises; this line only tells type checkers so
+
+
+def _personal_overrides(config: AppConfig) -> Path | None:
+    user = st.session_state.get(_USER_KEY)
+    if user is None or user.is_local:
+        return None
+    path = user_overrides_path(user_root(config.data_dir, user))
+    return path if path.is_file() else None
+
+
+def current_user() -> User:
+    """The user of this tab (app.py signs them in before any page runs)."""
+    user = st.session_state.get(_USER_KEY)
+    if user is not None:
+        return user
+    if _load_profile(str(active_profile_path())).config.auth.mode == "none":
+        return LOCAL_USER
+    st.stop()  # a page run without app.py's sign-in: show nothing
+    raise AssertionError("unreachable")
+
+
+def set_current_user(user: User) -> None:
+    st.session_state[_USER_KEY] = user
+
+
+def allowed(action: Action) -> bool:
+    """Whether this tab's user may ``action`` (pages hide what they may not use)."""
+    return can(current_user(), action)
+
+
+def audit(config: AppConfig) -> AuditLog:
+    return AuditLog(config.data_dir)
+
+
+def refuse_unsafe_listen(config: AppConfig) -> None:
+    """Serve nothing when the server listens on the network without sign-in."""
+    try:
+        check_listen_address(st.get_option("server.address"), config.auth)
+    except ConfigError as exc:
+        show_error(exc)
+        st.stop()
 
 
 def reload_profile() -> None:

@@ -8,6 +8,8 @@ import streamlit as st
 
 import ui
 from models.registry import availabilities
+from utils.auth import Action
+from utils.auth.permissions import may_manage_run
 from utils.bench import views
 from utils.bench.compare import compare_runs
 from utils.bench.engines import bench_engine_names
@@ -25,6 +27,7 @@ from utils.storage import new_run_id
 loaded = ui.profile()
 config = loaded.config
 data_dir = config.data_dir
+user = ui.current_user()
 st.title("📊 Benchmarks")
 _RUN_IN_PROGRESS = "bench_run_in_progress"
 _RESUMED = "bench_resumed"
@@ -132,7 +135,7 @@ def execute(request: BenchRequest) -> str | None:
         )
 
     try:
-        outcome = run_benchmark(loaded, request, progress)
+        outcome = run_benchmark(loaded, request, progress, user=user)
     except AppError as exc:
         outcome = None
         ui.show_error(exc)
@@ -177,23 +180,35 @@ def runs_section(stopped_id: str | None) -> pd.DataFrame:
 
 
 def manage_runs(runs: list[RunListing], focus: str | None) -> None:
-    """Open on ``focus`` (a run just stopped), whose Resume is then one click away."""
-    names = {r.run_id: f"{r.name} ({r.status}, {r.created_at[:16]})" for r in runs}
-    with st.expander("Rename, delete or resume a run", expanded=focus is not None):
+    """Open on ``focus`` (a run just stopped), whose Resume is then one click away. Only
+    the runs this user may manage (their own; an admin: all) are offered."""
+    mine = [r for r in runs if may_manage_run(user, r.owner_id)]
+    if not mine:
+        return
+    names = {r.run_id: f"{r.name} ({r.status}, {r.created_at[:16]})" for r in mine}
+    with st.expander("Rename, delete or resume a run", expanded=focus in names):
         index = list(names).index(focus) if focus in names else 0
         chosen = st.selectbox("Run", list(names), index=index, format_func=names.get)
         new_name = st.text_input("New name")
         if st.button("Rename") and new_name.strip():
-            rename_run(data_dir, chosen, new_name.strip())
-            st.rerun()
-        status = next(r.status for r in runs if r.run_id == chosen)
+            act(lambda: rename_run(data_dir, chosen, new_name.strip(), user=user))
+        status = next(r.status for r in mine if r.run_id == chosen)
         if status in ("cancelled", "interrupted") and st.button("Resume"):
             resume(chosen)
         if st.checkbox("I want to delete this run") and st.button(
             "Delete for good", type="primary"
         ):
-            delete_run(data_dir, chosen)
-            st.rerun()
+            act(lambda: delete_run(data_dir, chosen, user=user))
+
+
+def act(change) -> None:
+    """Run a change to a stored run; show a refusal, else show the new state."""
+    try:
+        change()
+    except AppError as exc:
+        ui.show_error(exc)
+    else:
+        st.rerun()
 
 
 def resume(run_id: str) -> None:
@@ -293,13 +308,15 @@ def run_numbers(detail: RunDetail) -> None:
         ui.table(views.manifest_table(detail.manifest))
     if rescored := st.session_state.pop(_RESCORED, None):
         st.success(rescored)
+    if not may_manage_run(user, detail.manifest.owner_id):
+        return
     if st.button("🔁 Re-score", help="Score the saved predictions again; no model runs."):
         rescore_run(run_id)
 
 
 def rescore_run(run_id: str) -> None:
     try:
-        outcome = rescore(data_dir, run_id)
+        outcome = rescore(data_dir, run_id, user=user)
     except AppError as exc:
         ui.show_error(exc)
         return
@@ -357,7 +374,8 @@ def show_item_image(detail, record) -> None:
 stopped_id = st.session_state.pop(_RUN_IN_PROGRESS, None)
 if resumed := st.session_state.pop(_RESUMED, None):
     st.success(resumed)
-start_form()
+if ui.allowed(Action.RUN_BENCHMARK):
+    start_form()
 runs_table = runs_section(stopped_id)
 leaderboard_section(runs_table)
 compare_section(runs_table)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 import streamlit as st
 
@@ -11,6 +12,7 @@ import ui
 from app_pages.chat_setup import NO_MODEL_PLACEHOLDER, show_no_model_state
 from models.chat.types import GenerationParams
 from models.registry import Availability, availabilities, chat_model_ids, create_chat_backend
+from utils.auth.personal import read_personal_settings, save_personal_settings
 from utils.chat.conversation import (
     Conversation,
     StoredImage,
@@ -23,6 +25,7 @@ from utils.chat.service import save_question, stream_answer
 from utils.chat.settings import default_params
 from utils.chat.store import ChatStore
 from utils.chat.transfer import export_json, export_markdown, import_json
+from utils.chat.user_chats import delete_conversation, new_chat_settings, user_chats_dir
 from utils.errors import AppError
 from utils.ocr.pipeline import document_limits
 from utils.safe_markdown import SafeStream, safe_markdown
@@ -47,7 +50,8 @@ ui.show_errors_from_last_run()
 
 @st.cache_resource(show_spinner=False)
 def _store(root: str) -> ChatStore:
-    return ChatStore(config.data_dir / "chats", document_limits(config))
+    """One store per user folder and server process (it caches parsed conversations)."""
+    return ChatStore(Path(root), document_limits(config))
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -55,7 +59,12 @@ def _statuses(profile_sha: str) -> dict[str, Availability]:
     return availabilities(config, "chat")
 
 
-store = _store(str(config.data_dir))
+user = ui.current_user()
+try:
+    store = _store(str(user_chats_dir(config.data_dir, user)))
+except AppError as exc:  # a role without chat (the page is not offered to it)
+    ui.show_error(exc)
+    st.stop()
 
 
 def current_conversation() -> Conversation:
@@ -76,7 +85,7 @@ def current_conversation() -> Conversation:
         recent = store.list()
         conversation = store.load(recent[0].id) if recent else None
     if conversation is None:
-        return start_new_chat(default_model())
+        return start_default_chat()
     open_conversation(conversation.id)
     return conversation
 
@@ -104,7 +113,7 @@ def conversation_picker() -> None:
             open_conversation(summary.id)
             st.rerun()
     if st.button("➕ New chat", key="picker_new_chat"):
-        start_new_chat(default_model())
+        start_default_chat()
         st.rerun()
 
 
@@ -118,6 +127,28 @@ def start_new_chat(
     st.session_state[CONVERSATION_KEY] = fresh.id
     st.query_params.pop(URL_PARAM, None)
     return fresh
+
+
+def start_default_chat() -> Conversation:
+    """A new conversation with the user's own defaults (else the profile's)."""
+    personal = read_personal_settings(config.data_dir, user)
+    usable = [m for m, verdict in _statuses(loaded.sha256).items() if verdict.available]
+    return start_new_chat(*new_chat_settings(config, personal, usable, default_model()))
+
+
+def save_as_my_defaults(conversation: Conversation) -> None:
+    try:
+        save_personal_settings(
+            config.data_dir,
+            user,
+            chat_model=conversation.model_id,
+            system_prompt=conversation.system_prompt,
+            **conversation.params.model_dump(),
+        )
+    except AppError as exc:
+        ui.show_error(exc)
+    else:
+        st.toast("New chats will start with these settings.")
 
 
 def open_conversation(conversation_id: str) -> None:
@@ -169,7 +200,7 @@ def manage_conversation(conversation: Conversation) -> None:
             st.rerun()
         confirm = st.checkbox("I want to delete this conversation")
         if confirm and st.button("Delete for good", type="primary"):
-            store.delete(conversation.id)
+            delete_conversation(store, config.data_dir, user, conversation.id)
             st.session_state.pop(CONVERSATION_KEY, None)
             st.query_params.pop(URL_PARAM, None)
             st.rerun()
@@ -231,6 +262,8 @@ def model_sidebar(conversation: Conversation) -> None:
             top_p=st.slider("Top p", 0.05, 1.0, p.top_p, 0.05),
             max_new_tokens=st.number_input("Max new tokens", 1, 32_768, p.max_new_tokens),
         )
+        if st.button("⭐ Use for my new chats", key="chat_save_defaults"):
+            save_as_my_defaults(conversation)
 
 
 def show_message(message: StoredMessage) -> None:

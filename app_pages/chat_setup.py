@@ -10,9 +10,11 @@ import streamlit as st
 import ui
 from models.config import AppConfig
 from models.runtime.hub import hub_offline
+from utils.auth import Action
 from utils.chat.connect import connect_server
 from utils.errors import AppError
-from utils.system.downloads import download_entry, recommended_chat_download
+from utils.system.admin import download_model
+from utils.system.downloads import recommended_chat_download
 
 NO_MODEL_PLACEHOLDER = "No chat model can run yet: download one or connect a server first"
 
@@ -26,7 +28,11 @@ def show_no_model_state(config: AppConfig, on_model_added: Callable[[], None]) -
     )
     download_column, server_column = st.columns(2)
     with download_column:
-        offer_download(config, on_model_added)
+        if ui.allowed(Action.MANAGE_MODELS):
+            offer_download(config, on_model_added)
+        else:
+            st.subheader("⬇️ Download a recommended model")
+            st.caption("Downloads are for admins: ask one to download a chat model.")
     with server_column:
         connect_form(config, on_model_added)
 
@@ -52,7 +58,9 @@ def offer_download(config: AppConfig, on_model_added: Callable[[], None]) -> Non
         return
     bar = st.progress(0.0)
     try:
-        download_entry(model_id, config, lambda done, text: bar.progress(done, text=text))
+        download_model(
+            model_id, config, ui.current_user(), lambda done, text: bar.progress(done, text=text)
+        )
     except AppError as exc:
         bar.empty()
         ui.show_error(exc)
@@ -77,7 +85,7 @@ def connect_form(config: AppConfig, on_model_added: Callable[[], None]) -> None:
     if not submitted:
         return
     try:
-        connect_server(config.data_dir, base_url, served_name, key_env)
+        connect_server(config.data_dir, ui.current_user(), base_url, served_name, key_env)
     except AppError as exc:
         ui.show_error(exc)
         return

@@ -9,35 +9,40 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from models.registry import create_chat_backend
 from models.runtime.hub import hub_offline
 from models.runtime.manager import get_manager
 from models.runtime.memory import format_bytes, memory_pool
+from utils.auth import Action
 from utils.errors import AppError
-from utils.system.downloads import download_entry
+from utils.system.admin import (
+    clear_cache,
+    download_model,
+    load_model,
+    run_status_check,
+    unload_model,
+)
 from utils.system.hardware import HardwareFacts, detect_hardware, process_memory, recommend_profile
 from utils.system.model_status import (
     StatusReport,
-    check_models,
     read_history,
     read_status,
-    write_status,
 )
 
 loaded = ui.profile()
 config = loaded.config
+user = ui.current_user()
+AUDIT_ROWS = 200
 RECHECK_KEY = "models_page_recheck"
 NOTICE_KEY = "models_page_notice"
 
 
-def run_check() -> StatusReport:
+def run_check() -> StatusReport | None:
     with st.spinner("Checking engines, local weights and servers…"):
-        report = check_models(config, profile=str(loaded.source))
-    try:
-        write_status(config, report)
-    except AppError as exc:
-        ui.show_error(exc)
-    return report
+        try:
+            return run_status_check(config, user, profile=str(loaded.source))
+        except AppError as exc:
+            ui.show_error(exc)
+    return None
 
 
 def last_report() -> StatusReport | None:
@@ -139,14 +144,18 @@ def show_history() -> None:
     st.line_chart(frame, x="checked at", y=["available", "in the catalog"], y_label="models")
 
 
-def show_status_tab() -> StatusReport:
+def show_status_tab() -> StatusReport | None:
     notice = st.session_state.pop(NOTICE_KEY, None)
     if notice:
         st.success(notice)
-    clicked = st.button("🔄 Check now", key="check_now")
+    is_admin = ui.allowed(Action.CHECK_STATUS)
+    clicked = is_admin and st.button("🔄 Check now", key="check_now")
     report = None if clicked or st.session_state.pop(RECHECK_KEY, False) else last_report()
-    if report is None:
+    if report is None and is_admin:
         report = run_check()
+    if report is None:
+        st.info("No status check of this profile has run yet: an admin runs one on this page.")
+        return None
     age = (datetime.now(UTC) - report.checked_at).total_seconds()
     st.caption(
         f"{len(report.available_ids)} of {len(report.models)} available · checked "
@@ -183,7 +192,7 @@ def show_loaded_tab(report: StatusReport) -> None:
             key="load_choice",
         )
         if cols[1].button("📥 Load", key="load_model"):
-            load_model(chosen)
+            load_chosen(chosen)
     else:
         st.caption("No in-process model has its weights here yet: download one first.")
     infos = manager.loaded()
@@ -197,8 +206,12 @@ def show_loaded_tab(report: StatusReport) -> None:
         cols[2].write(f"≈ {format_bytes(info.bytes)}")
         cols[3].write(f"loaded in {info.load_seconds:.1f} s")
         if cols[4].button("⏏️ Unload", key=f"unload_{info.key}"):
-            manager.unload(info.key)
-            st.rerun()
+            try:
+                unload_model(info.key, config, user)
+            except AppError as exc:
+                ui.show_error(exc)
+            else:
+                st.rerun()
     used = process_memory()
     vram = ", ".join(f"{dev}: {format_bytes(b)}" for dev, b in used.vram_allocated_bytes.items())
     st.caption(
@@ -208,11 +221,11 @@ def show_loaded_tab(report: StatusReport) -> None:
     )
 
 
-def load_model(model_id: str) -> None:
+def load_chosen(model_id: str) -> None:
     name = config.models[model_id].display_name
     with st.spinner(f"Loading {name}…"):
         try:
-            create_chat_backend(model_id, config)
+            load_model(model_id, config, user)
         except AppError as exc:
             ui.show_error(exc)
             return
@@ -245,7 +258,9 @@ def download(model_id: str) -> None:
     source = config.models[model_id].source or ""
     bar = st.progress(0.0)
     try:
-        path = download_entry(model_id, config, lambda done, text: bar.progress(done, text=text))
+        path = download_model(
+            model_id, config, user, lambda done, text: bar.progress(done, text=text)
+        )
     except AppError as exc:
         bar.empty()
         ui.show_error(exc)
@@ -322,22 +337,53 @@ def show_cache_tab() -> None:
         f"Limit {stats.max_bytes / 1e6:.0f} MB · {stats.evictions} evicted · "
         f"{stats.rejected} rejected (damaged or not signed by this app) · in {config.cache_dir}"
     )
-    if st.button("🧹 Clear cache", key="clear_cache"):
-        st.success(f"Removed {cache.clear()} cached entries.")
+    if ui.allowed(Action.CLEAR_CACHE) and st.button("🧹 Clear cache", key="clear_cache"):
+        try:
+            st.success(f"Removed {clear_cache(cache, config, user)} cached entries.")
+        except AppError as exc:
+            ui.show_error(exc)
+
+
+def show_audit_tab() -> None:
+    """The newest audit entries (admins only): who did what, when."""
+    try:
+        entries = ui.audit(config).recent(AUDIT_ROWS)
+    except AppError as exc:
+        ui.show_error(exc)
+        return
+    if not entries:
+        st.caption("Nothing logged yet.")
+        return
+    ui.table(
+        [e.model_dump(exclude={"schema_version", "user_id"}) for e in entries], width="stretch"
+    )
+    st.caption(f"The newest {AUDIT_ROWS} entries · all of them: `python cli.py audit`")
 
 
 st.title("🧠 Models")
 st.caption(f"Active profile: `{loaded.source}` (sha256 `{loaded.sha256[:12]}`)")
-status_tab, loaded_tab, download_tab, hardware_tab, cache_tab = st.tabs(
-    ["📋 Availability", "🧩 Loaded", "⬇️ Download", "🖥️ Hardware", "🗄️ Cache"]
-)
-with status_tab:
-    current = show_status_tab()
-with loaded_tab:
-    show_loaded_tab(current)
-with download_tab:
-    show_download_tab(current)
-with hardware_tab:
-    show_hardware_tab()
-with cache_tab:
-    show_cache_tab()
+if ui.allowed(Action.MANAGE_MODELS):
+    tabs = st.tabs(
+        ["📋 Availability", "🧩 Loaded", "⬇️ Download", "🖥️ Hardware", "🗄️ Cache", "📜 Audit log"]
+    )
+    with tabs[0]:
+        current = show_status_tab()
+    if current is not None:
+        with tabs[1]:
+            show_loaded_tab(current)
+        with tabs[2]:
+            show_download_tab(current)
+    with tabs[3]:
+        show_hardware_tab()
+    with tabs[4]:
+        show_cache_tab()
+    with tabs[5]:
+        show_audit_tab()
+else:  # members see what can run and the machine; admins manage it
+    status_tab, hardware_tab, cache_tab = st.tabs(["📋 Availability", "🖥️ Hardware", "🗄️ Cache"])
+    with status_tab:
+        show_status_tab()
+    with hardware_tab:
+        show_hardware_tab()
+    with cache_tab:
+        show_cache_tab()

@@ -7,6 +7,7 @@ import streamlit as st
 
 import ui
 from models.registry import Availability, availabilities
+from utils.auth.personal import read_personal_settings, save_personal_settings
 from utils.documents.document import load_document
 from utils.documents.geometry import rotate_quarter
 from utils.errors import AppError
@@ -34,6 +35,8 @@ FIELDS_PER = {
 
 loaded = ui.profile()
 config = loaded.config
+user = ui.current_user()
+personal = read_personal_settings(config.data_dir, user)
 
 st.title("🔎 OCR")
 
@@ -43,13 +46,27 @@ def _engine_statuses(profile_sha: str) -> dict[str, Availability]:
     return availabilities(config, "ocr")
 
 
+def remember_defaults(engine: str | None, template: str | None) -> None:
+    try:
+        save_personal_settings(config.data_dir, user, ocr_engine=engine, ocr_template=template)
+    except AppError as exc:
+        ui.show_error(exc)
+    else:
+        st.toast("The OCR page will open with these.")
+
+
 def settings_form() -> tuple[list, OcrSettings | None, str]:
     statuses = _engine_statuses(loaded.sha256)
     usable = [mid for mid, verdict in statuses.items() if verdict.available]
     with st.sidebar:
         st.subheader("OCR settings")
+        mine = usable.index(personal.ocr_engine) if personal.ocr_engine in usable else 0
         engine = st.selectbox(
-            "Engine", usable, format_func=lambda m: statuses[m].display_name, disabled=not usable
+            "Engine",
+            usable,
+            index=mine,
+            format_func=lambda m: statuses[m].display_name,
+            disabled=not usable,
         )
         unavailable = [(v.display_name, v.detail) for v in statuses.values() if not v.available]
         if unavailable:
@@ -57,10 +74,13 @@ def settings_form() -> tuple[list, OcrSettings | None, str]:
                 for name, detail in unavailable:
                     st.caption(f"**{ui.untrusted(name)}**: {ui.untrusted(detail)}")
         templates = [None, *config.templates]
-        default = templates.index(config.ocr.template) if config.ocr.template in templates else 0
+        preferred = personal.ocr_template or config.ocr.template
+        default = templates.index(preferred) if preferred in templates else 0
         template = st.selectbox(
             "Template", templates, index=default, format_func=lambda t: t or "none (text only)"
         )
+        if st.button("⭐ Use this engine and template by default", key="ocr_save_defaults"):
+            remember_defaults(engine, template)
         fields_per = st.radio(
             "Fields per",
             list(FIELDS_PER),
@@ -110,7 +130,7 @@ def run_batch(files: list, settings: OcrSettings, slot) -> str | None:
     Returns the run's id, or None when no file was read (no run was saved)."""
     cache = ui.cache(config)
     bar = slot.progress(0.0, text="Starting…")
-    recorder = RunRecorder(config, settings.model_dump())
+    recorder = RunRecorder(config, settings.model_dump(), user=user)
     batch = TimeBudget(config.ocr.batch_time_budget_s, "ocr.batch_time_budget_s")
     for number, upload in enumerate(files, start=1):
         if batch.expired:
@@ -232,7 +252,7 @@ def show_boxes(doc: DocumentResult, page: PageResult) -> None:
 
 
 def previous_runs() -> None:
-    runs = list_ocr_runs(config)
+    runs = list_ocr_runs(config, user=user)
     if not runs:
         return
     with st.sidebar:
@@ -254,7 +274,8 @@ if run_clicked:
 previous_runs()
 if run_id := st.session_state.get(RUN_KEY):
     unkept = st.session_state.get(UNKEPT_KEY)
-    run = unkept if unkept is not None and unkept.run_id == run_id else load_run(config, run_id)
+    stored_only = unkept is None or unkept.run_id != run_id
+    run = load_run(config, run_id, user=user) if stored_only else unkept
     if run is None:
         st.warning("That run could not be read (it was moved aside as corrupt or deleted).")
     else:

@@ -168,6 +168,41 @@ class CacheSettings(Strict):
     ttl_hours: float | None = Field(None, gt=0)
 
 
+Role = Literal["admin", "member", "viewer"]
+
+
+class RoleMembers(Strict):
+    """Who gets one role: e-mail addresses (verified ones) and/or group names."""
+
+    emails: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+
+
+class RoleRules(Strict):
+    admin: RoleMembers = RoleMembers()
+    member: RoleMembers = RoleMembers()
+    viewer: RoleMembers = RoleMembers()
+
+
+class AuthSettings(Strict):
+    """Who may use the app. Secrets (client secret, cookie secret) are never here: they
+    live in ``.streamlit/secrets.toml`` (``cli.py auth init`` writes one)."""
+
+    mode: Literal["none", "oidc"] = Field(
+        "none", description="none: one local user, no sign-in; oidc: OpenID Connect sign-in"
+    )
+    allow_anonymous_network: bool = Field(
+        False,
+        description="let `mode: none` listen on a non-loopback address (only behind a proxy "
+        "that authenticates)",
+    )
+    roles: RoleRules = RoleRules()
+    groups_claim: str = Field("groups", min_length=1, description="ID-token claim with groups")
+    default_role: Role | Literal["deny"] = Field(
+        "deny", description="role of a signed-in user no rule names; deny = no access"
+    )
+
+
 class AppConfig(Strict):
     """The resolved profile (after ``extends`` merging)."""
 
@@ -179,6 +214,7 @@ class AppConfig(Strict):
     templates: dict[Identifier, TemplateSpec] = Field(default_factory=dict)
     benchmark: BenchmarkDefaults = BenchmarkDefaults()
     cache: CacheSettings = CacheSettings()
+    auth: AuthSettings = AuthSettings()
 
     @model_validator(mode="after")
     def _references(self) -> AppConfig:
@@ -230,16 +266,32 @@ def active_profile_path(explicit: str | os.PathLike | None = None) -> Path:
         return Path.cwd() / path
 
 
-def load_config(path: str | os.PathLike | None = None) -> LoadedConfig:
-    """Read, merge and validate a profile. Raises ``ConfigError`` with a precise message."""
+#: What a signed-in user's own overrides file may add: their connected servers, nothing
+#: that changes the app for others (folders, sign-in, roles).
+PERSONAL_SECTIONS = ("models", "endpoints")
+
+
+def load_config(
+    path: str | os.PathLike | None = None, personal_overrides: Path | None = None
+) -> LoadedConfig:
+    """Read, merge and validate a profile. Raises ``ConfigError`` with a precise message.
+
+    ``personal_overrides`` is one signed-in user's overrides file (their connected
+    servers), merged after the data folder's own; only its ``models`` and ``endpoints``
+    count.
+    """
     source = active_profile_path(path)
     layers = _read_chain(source)
     merged: dict[str, Any] = {}
     for _, raw in reversed(layers):
         merged = deep_merge(merged, raw)
     overrides = _user_overrides_file(merged)
-    if overrides is not None:  # what the app saved for this user, merged last
+    if overrides is not None:  # what the app saved for this data folder, merged last
         layers.insert(0, (overrides, _read_yaml_mapping(overrides)))
+        merged = deep_merge(merged, layers[0][1])
+    if personal_overrides is not None and personal_overrides.is_file():
+        raw = _read_yaml_mapping(personal_overrides)
+        layers.insert(0, (personal_overrides, {k: raw[k] for k in PERSONAL_SECTIONS if k in raw}))
         merged = deep_merge(merged, layers[0][1])
     try:
         config = AppConfig.model_validate(merged)

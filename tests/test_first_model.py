@@ -10,6 +10,7 @@ import pytest
 from models.config import REPO_ROOT, load_config
 from testkit.fake_openai_server import FakeOpenAIServer
 from testkit.profiles import write_test_profile
+from utils.auth import LOCAL_USER
 from utils.chat.connect import connect_server
 from utils.errors import BadInput
 from utils.system.downloads import download_entry, recommended_chat_download
@@ -41,8 +42,8 @@ def test_a_second_server_is_added_beside_the_first(tmp_path: Path) -> None:
     profile = write_test_profile(tmp_path)
     data_dir = load_config(profile).config.data_dir
     with FakeOpenAIServer(models=("a-model",)) as first, FakeOpenAIServer(models=("b",)) as second:
-        assert connect_server(data_dir, first.base_url, "a-model") == "server_a-model"
-        assert connect_server(data_dir, second.base_url, " b ", "MY_KEY") == "server_b"
+        assert connect_server(data_dir, LOCAL_USER, first.base_url, "a-model") == "server_a-model"
+        assert connect_server(data_dir, LOCAL_USER, second.base_url, " b ", "MY_KEY") == "server_b"
     config = load_config(profile).config
     assert config.endpoints["server_a-model"].base_url == first.base_url
     assert config.endpoints["server_b"].api_key_env == "MY_KEY"
@@ -57,5 +58,5 @@ def test_bad_input_is_refused_before_any_request(
     tmp_path: Path, url: str, name: str, problem: str
 ) -> None:
     with pytest.raises(BadInput, match=problem):
-        connect_server(tmp_path, url, name)
+        connect_server(tmp_path, LOCAL_USER, url, name)
     assert not (tmp_path / "overrides.yaml").exists()

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.config import AppConfig, LoadedConfig
+from utils.auth import LOCAL_USER, User
 from utils.bench import store
 from utils.bench.datasets import Dataset, LabelledItem, builtin_dataset, load_dataset
 from utils.bench.engines import BenchEngine, EngineFactory, engine_info
@@ -137,18 +138,25 @@ class RunPlan:
     resumed: bool
 
 
-def plan_run(loaded: LoadedConfig, request: BenchRequest, engine_factory: EngineFactory) -> RunPlan:
-    """A new run, or the resume of the stored run ``request.run_id`` names."""
+def plan_run(
+    loaded: LoadedConfig,
+    request: BenchRequest,
+    engine_factory: EngineFactory,
+    user: User = LOCAL_USER,
+) -> RunPlan:
+    """A new run owned by ``user``, or the resume of the stored run ``request.run_id``
+    names (its owner or an admin only: ``PermissionDenied``)."""
     run_id = None if request.run_id is None else store.check_run_id(request.run_id)
     data_dir = loaded.config.data_dir
     if run_id is not None and store.run_exists(data_dir, run_id):
         manifest = store.read_manifest(data_dir, run_id)
+        store.check_may_manage(data_dir, manifest, user, "resume")
         return _plan_resume(loaded, request, manifest, engine_factory)
-    return _plan_new(loaded, request, engine_factory)
+    return _plan_new(loaded, request, engine_factory, user)
 
 
 def _plan_new(
-    loaded: LoadedConfig, request: BenchRequest, engine_factory: EngineFactory
+    loaded: LoadedConfig, request: BenchRequest, engine_factory: EngineFactory, user: User
 ) -> RunPlan:
     config = loaded.config
     if not request.engines:
@@ -187,6 +195,8 @@ def _plan_new(
         items_planned=len(items),
         bootstrap_resamples=config.benchmark.bootstrap_resamples,
         bootstrap_seed=BOOTSTRAP_SEED,
+        owner_id=None if user.is_local else user.user_id,
+        owner="" if user.is_local else user.label,
     )
     return RunPlan(manifest, dataset, engines, resumed=False)
 

@@ -86,6 +86,8 @@ class Manifest(VersionedRecord):
         default_factory=dict, description="the specs of every template the run can use"
     )
     items_planned: int = Field(ge=0, description="dataset items after `limit`")
+    owner_id: str | None = Field(None, description="user id of who started it (sign-in on)")
+    owner: str = Field("", description="their e-mail or name when they started it")
     bootstrap_resamples: int = Field(1000, ge=1)
     bootstrap_seed: int = 0
 

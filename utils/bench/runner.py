@@ -30,6 +30,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from models.config import LoadedConfig
+from utils.auth import LOCAL_USER, Action, User
+from utils.auth.audit import AuditLog
 from utils.bench import store
 from utils.bench.datasets import LabelledItem
 from utils.bench.engines import (
@@ -108,15 +110,18 @@ def run_benchmark(
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
     engine_factory: EngineFactory = create_bench_engine,
+    user: User = LOCAL_USER,
 ) -> RunOutcome:
     """Run (or resume) a benchmark; returns when every item is recorded or ``cancel`` is set.
 
     Raises ``BadInput`` / ``ModelUnavailable`` before anything is written when the
     request cannot run; an engine that becomes unavailable mid-run marks it failed.
     ``engine_factory`` turns the request's engine names into engines (tests pass fakes).
+    ``user`` must be allowed to run benchmarks (``PermissionDenied``); a new run is theirs.
     """
     data_dir = loaded.config.data_dir
-    plan = plan_run(loaded, request, engine_factory)
+    AuditLog(data_dir).check(user, Action.RUN_BENCHMARK, request.run_id or "new run")
+    plan = plan_run(loaded, request, engine_factory, user)
     with store.hold_run_lock(data_dir, plan.manifest.run_id):
         if not plan.resumed:
             store.write_manifest(data_dir, plan.manifest)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from utils.auth import LOCAL_USER, User
 from utils.bench import store
 from utils.bench.records import ItemRecord, Manifest, Summary
 from utils.bench.scoring import build_summary, rescored
@@ -62,10 +63,11 @@ class RescoreOutcome(BaseModel):
     summary: Summary
 
 
-def rescore(data_dir: Path, run_id: str) -> RescoreOutcome:
+def rescore(data_dir: Path, run_id: str, *, user: User = LOCAL_USER) -> RescoreOutcome:
     """Recompute every item's metrics from its saved prediction and truth (no model runs),
-    rewrite items.jsonl when anything changed, and rewrite the summary."""
+    rewrite items.jsonl when anything changed, and rewrite the summary (owner or admin)."""
     manifest = store.read_manifest(data_dir, run_id)
+    store.check_may_manage(data_dir, manifest, user, "re-score")
     items = store.read_items(data_dir, run_id)
     records = [rescored(record) for record in items.records]
     changed = sum(new != old for new, old in zip(records, items.records, strict=True))

@@ -31,6 +31,9 @@ from typing import Literal
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field
 
+from utils.auth import LOCAL_USER, User
+from utils.auth.audit import AuditLog
+from utils.auth.permissions import may_manage_run
 from utils.bench.records import ItemRecord, Manifest, Summary
 from utils.errors import BadInput, StorageError
 from utils.storage import (
@@ -87,6 +90,8 @@ class RunListing(_Strict):
     template: str | None = None
     items_total: int
     items_recorded: int
+    owner_id: str | None = None
+    owner: str = ""
     summary: Summary | None = Field(
         None, description="as last written: partial or missing while a run is unfinished"
     )
@@ -300,6 +305,8 @@ def _listing(data_dir: Path, run_id: str) -> RunListing | None:
         template=manifest.template,
         items_total=manifest.items_planned * len(manifest.engines),
         items_recorded=_recorded_count(data_dir, run_id, state, summary),
+        owner_id=manifest.owner_id,
+        owner=manifest.owner,
         summary=summary,
     )
 
@@ -314,23 +321,35 @@ def _recorded_count(data_dir: Path, run_id: str, state: RunState, summary: Summa
         return 0
 
 
-def rename_run(data_dir: Path, run_id: str, name: str) -> Manifest:
-    """Give the run a new display name (its id and folder stay)."""
+def check_may_manage(data_dir: Path, manifest: Manifest, user: User, action: str) -> None:
+    """Only the run's owner or an admin may rename, delete or resume it; anyone else gets
+    ``PermissionDenied`` and an audit entry."""
+    if not may_manage_run(user, manifest.owner_id):
+        AuditLog(data_dir).deny(
+            user, f"{action} benchmark run", manifest.run_id, "only its owner or an admin may"
+        )
+
+
+def rename_run(data_dir: Path, run_id: str, name: str, *, user: User = LOCAL_USER) -> Manifest:
+    """Give the run a new display name (its id and folder stay); owner or admin only."""
     clean = " ".join(name.split())
     if not clean or len(clean) > MAX_NAME_LENGTH:
         raise BadInput(
             "a run name must have 1 to 200 characters", hint="type a short descriptive name"
         )
-    manifest = read_manifest(data_dir, run_id).model_copy(update={"name": clean})
+    manifest = read_manifest(data_dir, run_id)
+    check_may_manage(data_dir, manifest, user, "rename")
+    manifest = manifest.model_copy(update={"name": clean})
     write_manifest(data_dir, manifest)
     return manifest
 
 
-def delete_run(data_dir: Path, run_id: str) -> None:
-    """Remove the run's whole folder; a running run is refused."""
+def delete_run(data_dir: Path, run_id: str, *, user: User = LOCAL_USER) -> None:
+    """Remove the run's whole folder (owner or admin only); a running run is refused."""
     folder = run_dir(data_dir, run_id)
     if not folder.is_dir():
         raise _missing_run(run_id)
+    check_may_manage(data_dir, read_manifest(data_dir, run_id), user, "delete")
     _refuse_if_running(data_dir, run_id, "delete")
     try:
         shutil.rmtree(folder)
@@ -338,3 +357,4 @@ def delete_run(data_dir: Path, run_id: str) -> None:
         raise StorageError(
             f"cannot delete {folder}: {exc.strerror or exc}", hint="check the folder's permissions"
         ) from exc
+    AuditLog(data_dir).record(user, "delete benchmark run", run_id)

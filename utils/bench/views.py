@@ -37,6 +37,7 @@ def runs_table(runs: list[RunListing]) -> pd.DataFrame:
                 "dataset": run.dataset,
                 "engine": engine,
                 "items": f"{run.items_recorded}/{run.items_total}",
+                "owner": run.owner,
             }
             for metric in ACCURACY_METRICS:
                 value = summary.metrics.get(metric) if summary else None

@@ -17,19 +17,26 @@ from pydantic import ValidationError
 from models.chat.openai_client import probe_endpoint
 from models.config import Endpoint, ModelEntry, deep_merge, user_overrides_path
 from models.safe_yaml import YamlRefused, load_yaml, read_yaml_text
+from utils.auth import Action, User, require
+from utils.auth.audit import AuditLog
+from utils.auth.user_data import user_root
 from utils.errors import BadInput, ModelUnavailable
 from utils.storage import atomic_write_bytes
 
 PROBE_TIMEOUT_S = 5.0  # a local server answers its model list in far less
 
 
-def connect_server(data_dir: Path, base_url: str, served_name: str, api_key_env: str = "") -> str:
+def connect_server(
+    data_dir: Path, user: User, base_url: str, served_name: str, api_key_env: str = ""
+) -> str:
     """Check that ``base_url`` serves ``served_name``, save it as a chat model in the
-    overrides file of ``data_dir``, and return the new model's catalog id.
+    overrides file of ``user``'s folder (the data folder's own without sign-in: then it is
+    everyone's), and return the new model's catalog id.
 
     Raises ``BadInput`` for a malformed URL or a model the server does not serve (the
     hint lists what it serves), ``ModelUnavailable`` when the server does not answer.
     """
+    require(user, Action.CONNECT_SERVER)
     served_name = served_name.strip()
     if not served_name:
         raise BadInput("no model name", hint="type the model name the server serves")
@@ -54,7 +61,8 @@ def connect_server(data_dir: Path, base_url: str, served_name: str, api_key_env:
         endpoint=model_id,  # one endpoint per model: a later server moves no other
         served_name=served_name,
     )
-    _save_overrides(data_dir, model_id, entry, endpoint)
+    _save_overrides(user_root(data_dir, user), model_id, entry, endpoint)
+    AuditLog(data_dir).record(user, "connect model server", f"{endpoint.base_url} {served_name}")
     return model_id
 
 

@@ -1,4 +1,5 @@
-"""OCR runs kept on disk under ``<data_dir>/ocr/`` so they can be reopened.
+"""OCR runs kept on disk in the user's folder (``<data_dir>/ocr/`` without sign-in,
+``<data_dir>/users/<id>/ocr/`` with it) so they can be reopened by that user only.
 
 A run is one JSON file written atomically. The uploaded files are kept once
 each under ``<data_dir>/uploads/<sha256>`` (never under their own names), so a
@@ -13,6 +14,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.config import AppConfig
+from utils.auth import LOCAL_USER, Action, User, require
+from utils.auth.user_data import ocr_runs_dir
 from utils.errors import StorageError
 from utils.ocr.pipeline import DocumentResult
 from utils.storage import (
@@ -57,8 +60,10 @@ class RunRecorder:
     not stop the batch: the results stay in ``run`` and ``not_kept`` says why.
     """
 
-    def __init__(self, config: AppConfig, settings: dict) -> None:
+    def __init__(self, config: AppConfig, settings: dict, *, user: User = LOCAL_USER) -> None:
+        require(user, Action.RUN_OCR)
         self.config = config
+        self.user = user
         self.run = OcrRun(
             run_id=new_run_id(), created_at=utc_now_iso(timespec="auto"), settings=settings
         )
@@ -77,38 +82,42 @@ class RunRecorder:
             # The upload first: a saved run never points at a file that was not kept.
             if result.sha256:
                 store_upload(self.config, data, result.sha256)
-            save_run(self.config, self.run)
+            save_run(self.config, self.run, user=self.user)
         except StorageError as exc:
             self.not_kept = exc
 
 
-def runs_dir(config: AppConfig) -> Path:
-    return config.data_dir / "ocr"
+def runs_dir(config: AppConfig, user: User = LOCAL_USER) -> Path:
+    return ocr_runs_dir(config.data_dir, user)
 
 
-def save_run(config: AppConfig, run: OcrRun) -> Path:
+def save_run(config: AppConfig, run: OcrRun, *, user: User = LOCAL_USER) -> Path:
     if not _RUN_ID.match(run.run_id):
         raise ValueError(f"not a run id: {run.run_id!r}")
-    path = runs_dir(config) / f"{run.run_id}.json"
+    path = runs_dir(config, user) / f"{run.run_id}.json"
     atomic_write_json(path, run)
     return path
 
 
-def load_run(config: AppConfig, run_id: str) -> OcrRun | None:
-    """The saved run, or None when it is missing or was moved aside as corrupt."""
+def load_run(config: AppConfig, run_id: str, *, user: User = LOCAL_USER) -> OcrRun | None:
+    """``user``'s saved run, or None when it is missing (or another user's: the same
+    answer), or was moved aside as corrupt."""
     if not _RUN_ID.match(run_id):
         return None
-    path = runs_dir(config) / f"{run_id}.json"
+    path = runs_dir(config, user) / f"{run_id}.json"
     return read_json_or_none(path, OcrRun, corrupt_dir=config.data_dir / ".corrupt")
 
 
-def list_ocr_runs(config: AppConfig, limit: int = 50) -> list[RunSummary]:
-    """Newest first; unreadable files are moved aside by the storage layer and skipped,
-    and so are empty runs (older versions saved one before a batch's first file)."""
-    paths = sorted(runs_dir(config).glob("*.json"), reverse=True)
+def list_ocr_runs(
+    config: AppConfig, limit: int = 50, *, user: User = LOCAL_USER
+) -> list[RunSummary]:
+    """``user``'s runs, newest first; unreadable files are moved aside by the storage layer
+    and skipped, and so are empty runs (older versions saved one before a batch's first
+    file)."""
+    paths = sorted(runs_dir(config, user).glob("*.json"), reverse=True)
     summaries = []
     for path in paths:
-        run = load_run(config, path.stem)
+        run = load_run(config, path.stem, user=user)
         if run is not None and run.documents:
             summaries.append(_summary(run))
         if len(summaries) >= limit:
