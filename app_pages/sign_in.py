@@ -89,7 +89,7 @@ def _stop_denied(message: str) -> None:
 
 def _record_sign_in(config: AppConfig, claims: dict[str, Any], user: User | None) -> None:
     """Log each sign-in once (a new ID token), not every rerun or every new tab."""
-    token_time = (claims.get("iss"), claims.get("sub"), claims.get("iat"))
+    token_time = (str(config.data_dir), claims.get("iss"), claims.get("sub"), claims.get("iat"))
     if st.session_state.get(_SEEN_KEY) == token_time or token_time in _sign_ins_logged():
         st.session_state[_SEEN_KEY] = token_time
         return
