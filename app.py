@@ -13,6 +13,7 @@ from utils.auth import Action, User, can
 st.set_page_config(page_title="ChatVLMLLM", page_icon=ui.PAGE_ICON, layout="wide")
 loaded = ui.profile()
 ui.refuse_unsafe_listen(loaded.config)
+ui.start_monitor(loaded.config)
 user = signed_in_user(loaded.config)
 ui.set_current_user(user)
 loaded = ui.profile()  # now with the user's own connected servers

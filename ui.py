@@ -32,6 +32,7 @@ from utils.cache import DiskCache, open_cache
 from utils.documents.limits import DocumentLimits
 from utils.errors import AppError, ConfigError
 from utils.logging_setup import setup_logging
+from utils.monitor.poller import MonitorThread
 from utils.safe_markdown import escape_markdown
 from utils.storage import CORRUPT_DIR_NAME, list_corrupt
 
@@ -51,6 +52,17 @@ def _load_profile(path: str, personal: str | None = None, _mtime: float = 0.0) -
 @st.cache_resource(show_spinner=False)
 def _shared_cache(cache_dir: str, max_mb: float, ttl_hours: float | None) -> DiskCache:
     return open_cache(Path(cache_dir), CacheSettings(max_mb=max_mb, ttl_hours=ttl_hours))
+
+
+@st.cache_resource(show_spinner=False)
+def _monitor(data_dir: str, _config: AppConfig) -> MonitorThread:
+    return MonitorThread(_config).start()
+
+
+def start_monitor(config: AppConfig) -> None:
+    """The server poller of this process (one per data folder polls; see utils.monitor)."""
+    if config.monitor.enabled and config.endpoints:
+        _monitor(str(config.data_dir), config)
 
 
 def cache(config: AppConfig) -> DiskCache:

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
+from app_pages.server_metrics import show_servers_tab
 from models.runtime.hub import hub_offline
 from models.runtime.manager import get_manager
 from models.runtime.memory import format_bytes, memory_pool
@@ -364,7 +365,15 @@ st.title("🧠 Models")
 st.caption(f"Active profile: `{loaded.source}` (sha256 `{loaded.sha256[:12]}`)")
 if ui.allowed(Action.MANAGE_MODELS):
     tabs = st.tabs(
-        ["📋 Availability", "🧩 Loaded", "⬇️ Download", "🖥️ Hardware", "🗄️ Cache", "📜 Audit log"]
+        [
+            "📋 Availability",
+            "🧩 Loaded",
+            "⬇️ Download",
+            "🖥️ Hardware",
+            "🗄️ Cache",
+            "📜 Audit log",
+            "📈 Servers",
+        ]
     )
     with tabs[0]:
         current = show_status_tab()
@@ -379,11 +388,15 @@ if ui.allowed(Action.MANAGE_MODELS):
         show_cache_tab()
     with tabs[5]:
         show_audit_tab()
+    with tabs[6]:
+        show_servers_tab(config)
 else:  # members see what can run and the machine; admins manage it
-    status_tab, hardware_tab, cache_tab = st.tabs(["📋 Availability", "🖥️ Hardware", "🗄️ Cache"])
-    with status_tab:
+    tabs = st.tabs(["📋 Availability", "🖥️ Hardware", "🗄️ Cache", "📈 Servers"])
+    with tabs[0]:
         show_status_tab()
-    with hardware_tab:
+    with tabs[1]:
         show_hardware_tab()
-    with cache_tab:
+    with tabs[2]:
         show_cache_tab()
+    with tabs[3]:
+        show_servers_tab(config)

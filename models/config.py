@@ -203,6 +203,20 @@ class AuthSettings(Strict):
     )
 
 
+class MonitorSettings(Strict):
+    """How the app watches the model servers of ``endpoints``."""
+
+    enabled: bool = True
+    interval_s: float = Field(5, ge=1, le=3600, description="seconds between two polls")
+    timeout_s: float = Field(2, gt=0, le=60, description="per /metrics request")
+    window_s: float = Field(
+        300, ge=10, le=86_400, description="latency percentiles cover this many seconds"
+    )
+    history_mb: float = Field(
+        4, gt=0, le=1024, description="per server and file; one older file is kept beside it"
+    )
+
+
 class AppConfig(Strict):
     """The resolved profile (after ``extends`` merging)."""
 
@@ -215,6 +229,7 @@ class AppConfig(Strict):
     benchmark: BenchmarkDefaults = BenchmarkDefaults()
     cache: CacheSettings = CacheSettings()
     auth: AuthSettings = AuthSettings()
+    monitor: MonitorSettings = MonitorSettings()
 
     @model_validator(mode="after")
     def _references(self) -> AppConfig:

@@ -27,12 +27,15 @@ import io
 import json
 import sys
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from PIL import Image
+
+from testkit.fake_vllm_metrics import FakeVllmMetrics
 
 # One visual token per 28x28 px, as Qwen2-VL counts them; only used for the usage numbers.
 PIXELS_PER_IMAGE_TOKEN = 28 * 28
@@ -108,8 +111,11 @@ class FakeOpenAIServer:
         api_key: str | None = None,
         reject_stream_options: bool = False,
         default: Behaviour | None = None,
+        metrics: FakeVllmMetrics | None = None,
     ) -> None:
         self.models = models
+        # vLLM's /metrics page (None: the server has none, like Ollama: 404).
+        self.metrics = metrics
         # What a chat request gets once the script is empty (None: describe the request).
         self.default = default or Reply()
         self.api_key = api_key
@@ -201,6 +207,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         self.fake.record(RecordedRequest("GET", self.path, self._headers()))
+        if self.path == "/metrics" and self.fake.metrics is not None:
+            self._send_text(200, self.fake.metrics.render())  # vLLM serves it without a key
+            return
         if not self._authorized():
             return
         if self.path.rstrip("/") != "/v1/models":
@@ -250,8 +259,14 @@ class _Handler(BaseHTTPRequestHandler):
         delay = behaviour.chunk_delay_s if isinstance(behaviour, Reply) else 0.0
         drop_after = behaviour.after_chunks if isinstance(behaviour, Drop) else None
         send_usage = not isinstance(behaviour, Reply) or behaviour.send_usage
+        started = time.monotonic()
         try:
             self._stream(body, chunks, images, delay, drop_after, send_usage)
+            if self.fake.metrics is not None:
+                took = time.monotonic() - started
+                first = min(took, delay) if chunks else took
+                tokens = prompt_token_count(body, images)
+                self.fake.metrics.observe_request(tokens, len(chunks), first, took)
         except (BrokenPipeError, ConnectionResetError):
             self.fake.note_disconnect()
             self.close_connection = True
@@ -305,6 +320,14 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             return None
         return data if isinstance(data, dict) else None
+
+    def _send_text(self, status: int, text: str) -> None:
+        data = text.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _send_json(self, status: int, payload: dict[str, Any], headers: dict | None = None) -> None:
         data = json.dumps(payload).encode()

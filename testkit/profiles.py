@@ -7,15 +7,23 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def write_test_profile(base: Path, extra: str = "", name: str = "profile.yaml") -> Path:
+def write_test_profile(
+    base: Path, extra: str = "", name: str = "profile.yaml", monitor: bool = False
+) -> Path:
     """``base/name`` extending config.yaml, results/ and cache/ under ``base``; ``extra``
-    is appended as more YAML (e.g. a ``models:`` section with test models)."""
+    is appended as more YAML (e.g. a ``models:`` section with test models).
+
+    The server monitor is off unless ``monitor``: otherwise every app a test starts
+    would poll config.yaml's servers in the background for the rest of the session.
+    """
     profile = base / name
     profile.write_text(
         f"extends: {REPO_ROOT / 'config.yaml'}\n"
         "app:\n"
         f"  data_dir: {base / 'results'}\n"
-        f"  cache_dir: {base / 'cache'}\n" + extra,
+        f"  cache_dir: {base / 'cache'}\n"
+        + ("" if monitor else "monitor:\n  enabled: false\n")
+        + extra,
         encoding="utf-8",
     )
     return profile
