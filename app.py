@@ -7,6 +7,7 @@ $CHATVLM_CONFIG (default config.yaml).
 import streamlit as st
 
 import ui
+from app_pages.alerts_view import show_banner
 from app_pages.sign_in import show_account, signed_in_user
 from utils.auth import Action, User, can
 
@@ -36,6 +37,7 @@ def pages_for(user: User) -> list:
 
 
 navigation = st.navigation(pages_for(user))
+show_banner(loaded.config)
 with st.sidebar:
     st.caption(f"Profile: `{loaded.source.name}`")
     show_account(user)

@@ -32,6 +32,7 @@ from utils.cache import DiskCache, open_cache
 from utils.documents.limits import DocumentLimits
 from utils.errors import AppError, ConfigError
 from utils.logging_setup import setup_logging
+from utils.monitor.alerts import AlertEngine
 from utils.monitor.poller import MonitorThread
 from utils.safe_markdown import escape_markdown
 from utils.storage import CORRUPT_DIR_NAME, list_corrupt
@@ -56,12 +57,13 @@ def _shared_cache(cache_dir: str, max_mb: float, ttl_hours: float | None) -> Dis
 
 @st.cache_resource(show_spinner=False)
 def _monitor(data_dir: str, _config: AppConfig) -> MonitorThread:
-    return MonitorThread(_config).start()
+    return MonitorThread(_config, on_points=AlertEngine(_config).on_points).start()
 
 
 def start_monitor(config: AppConfig) -> None:
-    """The server poller of this process (one per data folder polls; see utils.monitor)."""
-    if config.monitor.enabled and config.endpoints:
+    """The server poller and alert rules of this process (once per process; of several
+    processes on one data folder, one polls: see utils.monitor)."""
+    if config.monitor.enabled and (config.endpoints or config.alerts.rules):
         _monitor(str(config.data_dir), config)
 
 

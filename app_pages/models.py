@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
+from app_pages.alerts_view import show_alerts_tab
 from app_pages.server_metrics import show_servers_tab
 from models.runtime.hub import hub_offline
 from models.runtime.manager import get_manager
@@ -373,6 +374,7 @@ if ui.allowed(Action.MANAGE_MODELS):
             "🗄️ Cache",
             "📜 Audit log",
             "📈 Servers",
+            "🚨 Alerts",
         ]
     )
     with tabs[0]:
@@ -390,8 +392,10 @@ if ui.allowed(Action.MANAGE_MODELS):
         show_audit_tab()
     with tabs[6]:
         show_servers_tab(config)
+    with tabs[7]:
+        show_alerts_tab(config)
 else:  # members see what can run and the machine; admins manage it
-    tabs = st.tabs(["📋 Availability", "🖥️ Hardware", "🗄️ Cache", "📈 Servers"])
+    tabs = st.tabs(["📋 Availability", "🖥️ Hardware", "🗄️ Cache", "📈 Servers", "🚨 Alerts"])
     with tabs[0]:
         show_status_tab()
     with tabs[1]:
@@ -400,3 +404,5 @@ else:  # members see what can run and the machine; admins manage it
         show_cache_tab()
     with tabs[3]:
         show_servers_tab(config)
+    with tabs[4]:
+        show_alerts_tab(config)

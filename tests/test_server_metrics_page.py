@@ -53,3 +53,29 @@ def test_the_page_shows_live_numbers_and_a_server_without_metrics(
     captions = [shown(c.value) for c in at.caption]
     assert any("publishes no Prometheus metrics" in c for c in captions)
     assert any(server.base_url in c and c.endswith("up") for c in captions)
+
+
+def test_a_firing_alert_is_a_banner_on_every_page_and_listed_on_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from utils.monitor.alerts import AlertEngine
+    from utils.monitor.points import ServerPoint
+
+    extra = (
+        "endpoints:\n  gpu-box:\n    base_url: http://127.0.0.1:9/v1\n"
+        "alerts:\n  rules:\n    - {name: '[down](http://x)', kind: endpoint_down, for_checks: 1}\n"
+    )
+    with pytest.raises(Exception, match="name"):  # rule names are identifiers, never Markdown
+        load_config(write_test_profile(tmp_path, extra))
+    extra = extra.replace("'[down](http://x)'", "down")
+    profile = write_test_profile(tmp_path, extra)
+    monkeypatch.setenv("CHATVLM_CONFIG", str(profile))
+    AlertEngine(load_config(profile).config).on_points(
+        [ServerPoint(at=1.0, endpoint="gpu-box", up=False, error="unreachable: refused")]
+    )
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert any("1 alert(s) firing: down/gpu-box" in shown(w.value) for w in at.warning)
+    at.switch_page("app_pages/models.py").run()
+    assert any("down/gpu-box" in str(frame.value) for frame in at.dataframe)
+    assert not at.exception

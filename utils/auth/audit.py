@@ -9,7 +9,6 @@ rotated files are kept (an audit trail is not pruned by the app).
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, NoReturn
@@ -17,7 +16,7 @@ from typing import Literal, NoReturn
 from utils.auth.identity import User
 from utils.auth.permissions import Action, PermissionDenied, require
 from utils.storage import VersionedRecord, append_jsonl, read_jsonl, utc_now_iso
-from utils.storage.locks import writer_lock
+from utils.storage.rotation import rotate_if_over
 
 AUDIT_DIR_NAME = "audit"
 AUDIT_FILE_NAME = "audit.jsonl"
@@ -68,7 +67,7 @@ class AuditLog:
             outcome=outcome,
             detail=detail[:_TEXT_LIMIT],
         )
-        self._rotate_if_full()
+        rotate_if_over(self.path, ROTATE_BYTES, _stamped)
         append_jsonl(self.path, entry)
         return entry
 
@@ -92,17 +91,7 @@ class AuditLog:
         """The newest ``limit`` entries of the current file, newest first."""
         return list(reversed(read_jsonl(self.path, AuditEntry).records[-limit:]))
 
-    def _rotate_if_full(self) -> None:
-        if not _size_over(self.path, ROTATE_BYTES):
-            return
-        with writer_lock(self.path):
-            if _size_over(self.path, ROTATE_BYTES):  # another writer may have rotated it
-                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-                os.replace(self.path, self.path.with_name(f"audit-{stamp}.jsonl"))
 
-
-def _size_over(path: Path, limit: int) -> bool:
-    try:
-        return path.stat().st_size > limit
-    except FileNotFoundError:
-        return False
+def _stamped(path: Path) -> Path:
+    """``audit-<UTC time>.jsonl``: rotated audit files are all kept."""
+    return path.with_name(f"audit-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}.jsonl")

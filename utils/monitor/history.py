@@ -8,13 +8,12 @@ fsynced, a torn line cut), so two app processes never interleave.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 from utils.monitor.points import ServerPoint
 from utils.storage import append_jsonl, read_jsonl
-from utils.storage.locks import writer_lock
+from utils.storage.rotation import one_older, rotate_if_over
 
 MONITOR_DIR_NAME = "monitor"
 _ENDPOINT = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -32,31 +31,13 @@ class MetricsHistory:
 
     def append(self, point: ServerPoint) -> None:
         path = self.path(point.endpoint)
-        self._rotate_if_full(path)
+        rotate_if_over(path, self.max_bytes, one_older)
         append_jsonl(path, point)
 
     def read(self, endpoint: str, since: float = 0.0) -> list[ServerPoint]:
         """The points at or after ``since`` (epoch seconds), oldest first."""
         path = self.path(endpoint)
         points: list[ServerPoint] = []
-        for file in (_older(path), path):
+        for file in (one_older(path), path):
             points.extend(p for p in read_jsonl(file, ServerPoint).records if p.at >= since)
         return points
-
-    def _rotate_if_full(self, path: Path) -> None:
-        if _size(path) <= self.max_bytes:
-            return
-        with writer_lock(path):
-            if _size(path) > self.max_bytes:  # another process may have rotated it
-                os.replace(path, _older(path))
-
-
-def _older(path: Path) -> Path:
-    return path.with_name(path.stem + ".1.jsonl")
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
