@@ -10,7 +10,10 @@ PORT ?= 8501
 
 .PHONY: run test setup system-deps lint check-profiles clean-venv
 
+# `auth check` stops here, with what to do, when the profile would serve without sign-in
+# on a network address (HOST other than loopback and auth.mode: none).
 run: setup
+	$(PY) cli.py auth check --address "$(HOST)"
 	$(PY) -m streamlit run app.py --server.headless true --server.address $(HOST) \
 	  --server.port $(PORT) --browser.gatherUsageStats false $(STREAMLIT_ARGS)
 

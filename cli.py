@@ -6,9 +6,16 @@
     python cli.py chat [--model ID] [--image FILE]... "question"
     python cli.py models list|status [--json] | models download ID
     python cli.py bench run|list|show|compare|rescore|rename|delete|sample ...
+    python cli.py auth init|check|adopt ...   (sign-in: secrets, listen address, upgrade)
+    python cli.py users list | audit [--limit N]
+
+Every command acts for the local operator (full trust, as before sign-in existed);
+``--user WHO`` (user id or e-mail of someone who signed in) acts as that user, with
+their data and the role the profile gives them.
 
 Exit status 0 on success, 1 when the command failed (the message says why),
-2 for a usage error.
+2 for a usage error, a refusal (the user's role may not do it) or an unsafe
+listen address (`auth check`).
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ from collections.abc import Callable, Sequence
 
 import yaml
 
+from cli_commands.acting import Acting, acting_as
 from models.config import LoadedConfig, load_config
+from utils.auth import Action, PermissionDenied
 from utils.errors import AppError
 
 
@@ -30,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
+    except PermissionDenied as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except AppError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -37,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cli.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--user", metavar="WHO", default=None, help=_USER_HELP)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     _add_config_commands(commands)
     _add_cache_commands(commands)
@@ -44,13 +57,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_chat_command(commands)
     _add_models_commands(commands)
     _add_bench_commands(commands)
+    _add_auth_commands(commands)
+    _add_users_commands(commands)
     return parser
+
+
+_USER_HELP = "act as this user (user id or e-mail; see `users list`), not the local operator"
 
 
 def _profile_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", help="profile to use (default: $CHATVLM_CONFIG, else config.yaml)"
     )
+
+
+def _acting_options(parser: argparse.ArgumentParser) -> None:
+    """--config, and --user also after the command (SUPPRESS: keeps a global --user)."""
+    _profile_option(parser)
+    parser.add_argument("--user", metavar="WHO", default=argparse.SUPPRESS, help=_USER_HELP)
 
 
 def _add_config_commands(commands: argparse._SubParsersAction) -> None:
@@ -65,10 +89,10 @@ def _add_cache_commands(commands: argparse._SubParsersAction) -> None:
     cache = commands.add_parser("cache", help="the result cache under cache/")
     sub = cache.add_subparsers(required=True, metavar="ACTION")
     stats = sub.add_parser("stats", help="entries, size, hits and misses")
-    _profile_option(stats)
+    _acting_options(stats)
     stats.set_defaults(handler=cmd_cache_stats)
     clear = sub.add_parser("clear", help="delete every cached entry")
-    _profile_option(clear)
+    _acting_options(clear)
     clear.set_defaults(handler=cmd_cache_clear)
 
 
@@ -96,7 +120,7 @@ def _add_ocr_command(commands: argparse._SubParsersAction) -> None:
         "(a PDF of several receipts)",
     )
     ocr.add_argument("--no-cache", action="store_true", help="neither read nor write cache/")
-    _profile_option(ocr)
+    _acting_options(ocr)
     ocr.set_defaults(handler=cmd_ocr)
 
 
@@ -111,7 +135,7 @@ def _add_chat_command(commands: argparse._SubParsersAction) -> None:
     chat.add_argument("--temperature", type=float, help=own)
     chat.add_argument("--top-p", type=float, help=own)
     chat.add_argument("--conversation", help="continue this saved conversation")
-    _profile_option(chat)
+    _acting_options(chat)
     chat.set_defaults(handler=cmd_chat)
 
 
@@ -120,17 +144,17 @@ def _add_models_commands(commands: argparse._SubParsersAction) -> None:
     sub = models.add_subparsers(required=True, metavar="ACTION")
     listing = sub.add_parser("list", help="every catalog entry and whether it can run here")
     listing.add_argument("--json", action="store_true")
-    _profile_option(listing)
+    _acting_options(listing)
     listing.set_defaults(handler=cmd_models_list)
     status = sub.add_parser(
         "status", help="check every entry and write results/model_status.json (+ history)"
     )
     status.add_argument("--json", action="store_true")
-    _profile_option(status)
+    _acting_options(status)
     status.set_defaults(handler=cmd_models_status)
     download = sub.add_parser("download", help="fetch a model into the Hugging Face cache")
     download.add_argument("model", help="catalog id or Hugging Face repo id")
-    _profile_option(download)
+    _acting_options(download)
     download.set_defaults(handler=cmd_models_download)
 
 
@@ -168,8 +192,65 @@ def _add_bench_commands(commands: argparse._SubParsersAction) -> None:
     sample = sub.add_parser("sample", help="write the built-in labelled set to a folder")
     sample.add_argument("folder", metavar="DIR")
     for action in (run, listing, show, compare, rescore, rename, delete, sample):
-        _profile_option(action)
+        _acting_options(action)
         action.set_defaults(handler=cmd_bench)
+
+
+def _add_auth_commands(commands: argparse._SubParsersAction) -> None:
+    auth = commands.add_parser("auth", help="sign-in: secrets, listen address, upgrade")
+    sub = auth.add_subparsers(required=True, metavar="ACTION")
+    init = sub.add_parser("init", help="write the [auth] section of .streamlit/secrets.toml")
+    init.add_argument("--client-id", required=True, help="the app's client id at the provider")
+    init.add_argument(
+        "--server-metadata-url",
+        required=True,
+        metavar="URL",
+        help="the provider's .well-known/openid-configuration URL",
+    )
+    init.add_argument(
+        "--redirect-uri", required=True, metavar="URL", help="http(s)://HOST:PORT/oauth2callback"
+    )
+    init.add_argument(
+        "--client-secret-env",
+        default="CHATVLM_OIDC_CLIENT_SECRET",
+        metavar="VAR",
+        help="environment variable holding the client secret (default: %(default)s; "
+        "unset: asked for on a terminal)",
+    )
+    init.add_argument(
+        "--secrets-file", metavar="PATH", help="default: .streamlit/secrets.toml of the app"
+    )
+    init.add_argument("--force", action="store_true", help="replace an existing [auth]")
+    init.set_defaults(handler=cmd_auth_init)
+    check = sub.add_parser("check", help="refuse an unsafe listen address (exit 2)")
+    check.add_argument(
+        "--address", help="the address Streamlit will listen on (default: all interfaces)"
+    )
+    _profile_option(check)
+    check.set_defaults(handler=cmd_auth_check)
+    adopt = sub.add_parser("adopt", help="give the single-user data to a user who signed in")
+    adopt.add_argument("--user", metavar="WHO", required=True, help="user id or e-mail")
+    _profile_option(adopt)
+    adopt.set_defaults(handler=cmd_auth_adopt)
+
+
+def _add_users_commands(commands: argparse._SubParsersAction) -> None:
+    users = commands.add_parser("users", help="people who signed in")
+    sub = users.add_subparsers(required=True, metavar="ACTION")
+    listing = sub.add_parser("list", help="id, e-mail or name, role today, last seen")
+    _acting_options(listing)
+    listing.set_defaults(handler=cmd_users_list)
+    audit = commands.add_parser("audit", help="recent audit log entries, newest first")
+    audit.add_argument("--limit", type=_positive_int, default=50, help="default: %(default)s")
+    _acting_options(audit)
+    audit.set_defaults(handler=cmd_audit)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -187,14 +268,25 @@ def _open_cache(loaded: LoadedConfig):
     return open_cache(loaded.config.cache_dir, loaded.config.cache)
 
 
+def _acting(args: argparse.Namespace, action: Action | None = None) -> Acting:
+    """Who this command acts for; ``PermissionDenied`` unless they may ``action``."""
+    acting = acting_as(args)
+    if action is not None:
+        acting.check(action)
+    return acting
+
+
 def cmd_cache_stats(args: argparse.Namespace) -> int:
-    stats = _open_cache(load_config(args.config)).stats()
+    stats = _open_cache(_acting(args).loaded).stats()
     print(json.dumps(stats.model_dump(mode="json"), indent=2))
     return 0
 
 
 def cmd_cache_clear(args: argparse.Namespace) -> int:
-    removed = _open_cache(load_config(args.config)).clear()
+    from utils.system.admin import clear_cache
+
+    acting = _acting(args)
+    removed = clear_cache(_open_cache(acting.loaded), acting.config, acting.user)
     print(f"removed {removed} cached entries")
     return 0
 
@@ -202,37 +294,68 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
 def cmd_ocr(args: argparse.Namespace) -> int:
     from cli_commands.ocr import run_ocr_command
 
-    return run_ocr_command(args, load_config(args.config).config)
+    return run_ocr_command(args, _acting(args, Action.RUN_OCR).config)
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
     from cli_commands.chat import run_chat_command
 
-    return run_chat_command(args, load_config(args.config).config)
+    acting = _acting(args, Action.CHAT)
+    return run_chat_command(args, acting.config, acting.user)
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
     from cli_commands.models import run_models_list
 
-    return run_models_list(args, load_config(args.config).config)
+    return run_models_list(args, _acting(args, Action.CHECK_STATUS).config)
 
 
 def cmd_models_status(args: argparse.Namespace) -> int:
     from cli_commands.models import run_models_status
 
-    return run_models_status(args, load_config(args.config))
+    return run_models_status(args, _acting(args))
 
 
 def cmd_models_download(args: argparse.Namespace) -> int:
     from cli_commands.models import run_models_download
 
-    return run_models_download(args, load_config(args.config).config)
+    return run_models_download(args, _acting(args, Action.MANAGE_MODELS).config)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from cli_commands.bench import run_bench_command
 
-    return run_bench_command(args, load_config(args.config))
+    return run_bench_command(args, _acting(args))
+
+
+def cmd_auth_init(args: argparse.Namespace) -> int:
+    from cli_commands.auth import run_auth_init
+
+    return run_auth_init(args)
+
+
+def cmd_auth_check(args: argparse.Namespace) -> int:
+    from cli_commands.auth import run_auth_check
+
+    return run_auth_check(args)
+
+
+def cmd_auth_adopt(args: argparse.Namespace) -> int:
+    from cli_commands.auth import run_auth_adopt
+
+    return run_auth_adopt(args)
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    from cli_commands.users import run_users_list
+
+    return run_users_list(args)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from cli_commands.users import run_audit
+
+    return run_audit(args)
 
 
 if __name__ == "__main__":

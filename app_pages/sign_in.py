@@ -15,9 +15,11 @@ from streamlit.errors import StreamlitSecretNotFoundError
 
 import ui
 from models.config import AppConfig
-from utils.auth import LOCAL_USER, User, user_from_claims, user_id_for
+from utils.auth import LOCAL_USER, Action, User, can, user_from_claims, user_id_for
 from utils.auth.accounts import remember_account
+from utils.auth.adoption import adopt_single_user_data
 from utils.auth.audit import AuditLog
+from utils.errors import AppError
 
 _SEEN_KEY = "auth_sign_in_recorded"  # the sign-in this session already logged
 
@@ -103,6 +105,23 @@ def _record_sign_in(config: AppConfig, claims: dict[str, Any], user: User | None
         return
     remember_account(config.data_dir, claims, config.auth.groups_claim)
     audit.record(user, "sign-in")
+    if can(user, Action.ADOPT_DATA):
+        _adopt_single_user_data(config, user)
+
+
+def _adopt_single_user_data(config: AppConfig, admin: User) -> None:
+    """The first admin to sign in takes over the conversations and OCR runs the app kept
+    before sign-in was on (moved, never copied; a second call is a no-op)."""
+    try:
+        result = adopt_single_user_data(config.data_dir, admin)
+    except AppError as exc:
+        ui.show_error(exc)
+        return
+    if result.moved or result.conflicts:
+        st.toast(
+            f"Your account took over {len(result.moved)} file(s) the app kept before sign-in "
+            "(conversations, OCR runs)."
+        )
 
 
 @st.cache_resource(show_spinner=False)

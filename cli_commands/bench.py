@@ -3,6 +3,9 @@
 Readable tables by default, ``--json`` for scripts. Progress goes to stderr so
 stdout stays clean. Nothing here imports torch or transformers; an engine that
 needs them imports them when it loads.
+
+Runs are team-visible. With ``--user`` a new run belongs to that user; renaming,
+deleting or resuming it takes its owner or an admin, and a viewer may only read.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from models.config import LoadedConfig
+from cli_commands.acting import Acting
+from cli_commands.tables import printable, table
+from utils.auth import Action
 from utils.bench import store
 from utils.bench.compare import Comparison, compare_runs
 from utils.bench.datasets import write_sample_set
@@ -31,9 +36,9 @@ _PROGRESS_EVERY_S = 0.2
 _SHOWN_FAILURES = 20
 
 
-def run_bench_command(args: argparse.Namespace, loaded: LoadedConfig) -> int:
-    """Dispatch `bench ACTION`; AppErrors propagate to cli.main (message, exit 1)."""
-    actions: dict[str, Callable[[argparse.Namespace, LoadedConfig], int]] = {
+def run_bench_command(args: argparse.Namespace, acting: Acting) -> int:
+    """Dispatch `bench ACTION` for ``acting.user``; AppErrors propagate to cli.main."""
+    actions: dict[str, Callable[[argparse.Namespace, Acting], int]] = {
         "run": _run,
         "list": _list,
         "show": _show,
@@ -43,7 +48,7 @@ def run_bench_command(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         "delete": _delete,
         "sample": _sample,
     }
-    return actions[args.bench_action](args, loaded)
+    return actions[args.bench_action](args, acting)
 
 
 # --------------------------------------------------------------------------- run
@@ -71,7 +76,7 @@ class _ProgressLine:
             print(file=sys.stderr, flush=True)
 
 
-def _run(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+def _run(args: argparse.Namespace, acting: Acting) -> int:
     request = BenchRequest(
         dataset=args.dataset,
         format=args.format,
@@ -83,7 +88,7 @@ def _run(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     )
     progress = _ProgressLine()
     try:
-        outcome = run_benchmark(loaded, request, progress=progress)
+        outcome = run_benchmark(acting.loaded, request, progress=progress, user=acting.user)
     except KeyboardInterrupt:
         progress.close()
         print("cancelled: resume with the same --run-id (see `bench list`)", file=sys.stderr)
@@ -107,17 +112,18 @@ def _engine_names(values: list[str] | None) -> list[str]:
 # --------------------------------------------------------------------------- list / show
 
 
-def _list(args: argparse.Namespace, loaded: LoadedConfig) -> int:
-    runs = store.list_bench_runs(loaded.config.data_dir)
+def _list(args: argparse.Namespace, acting: Acting) -> int:
+    acting.check(Action.VIEW_BENCHMARKS)
+    runs = store.list_bench_runs(acting.config.data_dir)
     if args.json:
         print(json.dumps([run.model_dump(mode="json") for run in runs], indent=2))
         return 0
     if not runs:
         print("no benchmark runs yet: `cli.py bench run --engine rapidocr` starts one")
         return 0
-    rows = [["RUN", "STATUS", "ITEMS", "DATASET", "ENGINES", "NAME"]]
+    rows = [["RUN", "STATUS", "ITEMS", "DATASET", "ENGINES", "OWNER", "NAME"]]
     rows += [_listing_row(run) for run in runs]
-    print(_table(rows))
+    print(table(rows))
     return 0
 
 
@@ -128,12 +134,14 @@ def _listing_row(run: RunListing) -> list[str]:
         f"{run.items_recorded}/{run.items_total}",
         run.dataset,
         ",".join(run.engines),
-        run.name,
+        printable(run.owner) or "-",
+        printable(run.name),
     ]
 
 
-def _show(args: argparse.Namespace, loaded: LoadedConfig) -> int:
-    detail = open_run(loaded.config.data_dir, store.check_run_id(args.run))
+def _show(args: argparse.Namespace, acting: Acting) -> int:
+    acting.check(Action.VIEW_BENCHMARKS)
+    detail = open_run(acting.config.data_dir, store.check_run_id(args.run))
     if args.json:
         data = detail.model_dump(mode="json")
         if not args.items:
@@ -147,7 +155,8 @@ def _show(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 def _detail_text(detail: RunDetail) -> str:
     manifest, state = detail.manifest, detail.state
     lines = [
-        f"run       {manifest.run_id}  ({manifest.name})",
+        f"run       {manifest.run_id}  ({printable(manifest.name)})",
+        f"owner     {printable(manifest.owner) or '-'}",
         f"status    {state.status}" + (f": {state.message}" if state.message else ""),
         f"started   {manifest.started_at}",
         f"dataset   {manifest.dataset.name} ({manifest.dataset.format}, "
@@ -175,7 +184,7 @@ def _summary_table(summary: Summary) -> str:
     header = ["ENGINE", "N", "ERR", "SKIP", *[n.upper() for n in metric_names]]
     header += ["P50 S", "P95 S", "PAGES/MIN", "TOK/S", "PEAK RSS"]
     rows = [header] + [_engine_row(e, metric_names) for e in summary.engines]
-    text = _table(rows)
+    text = table(rows)
     state = "complete" if summary.complete else "partial"
     foot = (
         f"{summary.items_recorded}/{summary.items_total} items ({state}); "
@@ -219,9 +228,10 @@ def _fields_text(engines: list[EngineSummary]) -> str:
 # --------------------------------------------------------------------------- compare
 
 
-def _compare(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+def _compare(args: argparse.Namespace, acting: Acting) -> int:
+    acting.check(Action.VIEW_BENCHMARKS)
     run_ids = [store.check_run_id(run_id) for run_id in args.runs]
-    comparison = compare_runs(loaded.config.data_dir, run_ids)
+    comparison = compare_runs(acting.config.data_dir, run_ids)
     if args.json:
         print(comparison.model_dump_json(indent=2))
         return 0
@@ -247,14 +257,15 @@ def _comparison_text(comparison: Comparison) -> str:
             cells.append(text)
         rows.append(cells)
     notes = [f"note: {note}" for note in comparison.notes]
-    return "\n".join([_table(rows), *notes])
+    return "\n".join([table(rows), *notes])
 
 
 # --------------------------------------------------------------------------- maintenance
 
 
-def _rescore(args: argparse.Namespace, loaded: LoadedConfig) -> int:
-    outcome = rescore(loaded.config.data_dir, store.check_run_id(args.run))
+def _rescore(args: argparse.Namespace, acting: Acting) -> int:
+    acting.check(Action.RUN_BENCHMARK, args.run)
+    outcome = rescore(acting.config.data_dir, store.check_run_id(args.run), user=acting.user)
     if args.json:
         print(outcome.model_dump_json(indent=2))
         return 0
@@ -266,19 +277,20 @@ def _rescore(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     return 0
 
 
-def _rename(args: argparse.Namespace, loaded: LoadedConfig) -> int:
-    manifest = store.rename_run(loaded.config.data_dir, store.check_run_id(args.run), args.name)
-    print(f"run {manifest.run_id} is now named {manifest.name!r}")
+def _rename(args: argparse.Namespace, acting: Acting) -> int:
+    run_id = store.check_run_id(args.run)
+    manifest = store.rename_run(acting.config.data_dir, run_id, args.name, user=acting.user)
+    print(f"run {manifest.run_id} is now named {printable(manifest.name)!r}")
     return 0
 
 
-def _delete(args: argparse.Namespace, loaded: LoadedConfig) -> int:
-    store.delete_run(loaded.config.data_dir, store.check_run_id(args.run))
+def _delete(args: argparse.Namespace, acting: Acting) -> int:
+    store.delete_run(acting.config.data_dir, store.check_run_id(args.run), user=acting.user)
     print(f"deleted run {args.run}")
     return 0
 
 
-def _sample(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+def _sample(args: argparse.Namespace, acting: Acting) -> int:
     folder = Path(args.folder).expanduser()
     count = write_sample_set(folder)
     print(f"wrote {count} labelled documents to {folder} (pairs layout)")
@@ -304,11 +316,3 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )

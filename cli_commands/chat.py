@@ -1,9 +1,11 @@
 """`python cli.py chat`: one question about images, the answer streamed to the terminal.
 
-The turn is kept like a Chat page turn: a conversation under results/chats/
-that the page lists too (pass --conversation ID to continue one). Sampling
-settings not given on the command line come from the conversation, and for a
-new one from the model's entry in the profile, as on the page.
+The turn is kept like a Chat page turn: a conversation in the user's chats folder
+(``<data_dir>/chats`` for the local operator, ``<data_dir>/users/<id>/chats`` with
+``--user``) that the page lists too (pass --conversation ID to continue one; another
+user's id is "no saved conversation"). Sampling settings not given on the command
+line come from the conversation, and for a new one from the model's entry in the
+profile, as on the page.
 """
 
 from __future__ import annotations
@@ -17,16 +19,19 @@ from pydantic import ValidationError
 from models.chat.types import GenerationParams
 from models.config import AppConfig
 from models.registry import create_chat_backend
+from utils.auth import User
 from utils.chat.conversation import Conversation
 from utils.chat.service import save_question, stream_answer
 from utils.chat.settings import default_chat_model, default_params, require_chat_model
 from utils.chat.store import ChatStore
+from utils.chat.user_chats import user_chats_dir
 from utils.errors import BadInput
 from utils.ocr.pipeline import document_limits
 
 
-def run_chat_command(args: argparse.Namespace, config: AppConfig) -> int:
-    store = ChatStore(config.data_dir / "chats", document_limits(config))
+def run_chat_command(args: argparse.Namespace, config: AppConfig, user: User) -> int:
+    """One turn for ``user`` (``PermissionDenied`` when their role may not chat)."""
+    store = ChatStore(user_chats_dir(config.data_dir, user), document_limits(config))
     conversation = _conversation(store, args, config)
     require_chat_model(conversation.model_id, config)
     params = _with_overrides(conversation.params, args)

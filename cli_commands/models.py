@@ -6,9 +6,11 @@ import argparse
 import json
 import sys
 
-from models.config import AppConfig, LoadedConfig
+from cli_commands.acting import Acting
+from models.config import AppConfig
 from utils.errors import BadInput
-from utils.system.model_status import StatusReport, check_models, write_status
+from utils.system.admin import run_status_check
+from utils.system.model_status import StatusReport, check_models, status_path
 
 
 def run_models_list(args: argparse.Namespace, config: AppConfig) -> int:
@@ -21,10 +23,11 @@ def run_models_list(args: argparse.Namespace, config: AppConfig) -> int:
     return 0
 
 
-def run_models_status(args: argparse.Namespace, loaded: LoadedConfig) -> int:
-    """Check every entry, write model_status.json and a history line, print the result."""
-    report = check_models(loaded.config, profile=str(loaded.source))
-    path = write_status(loaded.config, report)
+def run_models_status(args: argparse.Namespace, acting: Acting) -> int:
+    """Check every entry, write model_status.json and a history line, print the result
+    (an admin action: checked and logged)."""
+    report = run_status_check(acting.config, acting.user, str(acting.loaded.source))
+    path = status_path(acting.config)
     if args.json:
         print(report.model_dump_json(indent=2))
         return 0

@@ -123,9 +123,7 @@ def test_each_user_has_their_own_folder(team_profile: Path) -> None:
 
 
 @pytest.mark.parametrize("address", ["0.0.0.0", "192.0.2.10", ""])
-def test_no_sign_in_on_a_network_address_is_refused(
-    temp_profile: Path, address: str
-) -> None:
+def test_no_sign_in_on_a_network_address_is_refused(temp_profile: Path, address: str) -> None:
     streamlit_config.set_option("server.address", address or None)
     try:
         at = app_as(None, secrets=None)
@@ -133,3 +131,15 @@ def test_no_sign_in_on_a_network_address_is_refused(
         streamlit_config.set_option("server.address", "127.0.0.1")
     assert any("refusing to serve without sign-in" in shown(e.value) for e in at.error)
     assert not at.chat_input and not at.title
+
+
+def test_the_first_admin_to_sign_in_adopts_the_single_user_data(team_profile: Path) -> None:
+    legacy = team_profile / "chats"
+    legacy.mkdir(parents=True)
+    (legacy / "0123456789abcdef0123456789abcdef.json").write_text("{}", encoding="utf-8")
+    app_as(claims("m1", "max@example.com", groups=["staff"]))  # a member adopts nothing
+    assert (legacy / "0123456789abcdef0123456789abcdef.json").exists()
+    app_as(claims("a1", "ada@example.com"))
+    mine = team_profile / "users" / user_id_for(ISSUER, "a1") / "chats"
+    assert (mine / "0123456789abcdef0123456789abcdef.json").read_text() == "{}"
+    assert not (legacy / "0123456789abcdef0123456789abcdef.json").exists()
