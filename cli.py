@@ -8,6 +8,7 @@
     python cli.py bench run|list|show|compare|rescore|rename|delete|sample ...
     python cli.py auth init|check|adopt ...   (sign-in: secrets, listen address, upgrade)
     python cli.py users list | audit [--limit N]
+    python cli.py monitor [--once]            (server metrics and alerts, beside the app)
 
 Every command acts for the local operator (full trust, as before sign-in existed);
 ``--user WHO`` (user id or e-mail of someone who signed in) acts as that user, with
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench_commands(commands)
     _add_auth_commands(commands)
     _add_users_commands(commands)
+    _add_monitor_command(commands)
     return parser
 
 
@@ -246,6 +248,15 @@ def _add_users_commands(commands: argparse._SubParsersAction) -> None:
     audit.set_defaults(handler=cmd_audit)
 
 
+def _add_monitor_command(commands: argparse._SubParsersAction) -> None:
+    monitor = commands.add_parser(
+        "monitor", help="poll the model servers and apply the alert rules (cron, sidecar)"
+    )
+    monitor.add_argument("--once", action="store_true", help="poll once and exit (cron)")
+    _acting_options(monitor)
+    monitor.set_defaults(handler=cmd_monitor)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -356,6 +367,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from cli_commands.users import run_audit
 
     return run_audit(args)
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from cli_commands.monitor import run_monitor
+
+    return run_monitor(args)
 
 
 if __name__ == "__main__":

@@ -94,8 +94,24 @@ class FakeVllmMetrics:
             lines = list(_PROCESS_LINES)
             for write, name, help_text, value in families:
                 lines.extend(write(name, help_text, labels, value))
+            for name, bounds in _OTHER_HISTOGRAMS:  # on every real page, unread by the app
+                lines.extend(_histogram(name, "Not read by the app.", labels, _Histogram(bounds)))
         return "\n".join(lines) + "\n"
 
+
+_TOKENS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
+# The rest of a vLLM page (a few KB per model), so the page has a real page's size.
+_OTHER_HISTOGRAMS = (
+    ("vllm:request_queue_time_seconds", E2E_BUCKETS),
+    ("vllm:request_inference_time_seconds", E2E_BUCKETS),
+    ("vllm:request_prefill_time_seconds", E2E_BUCKETS),
+    ("vllm:request_decode_time_seconds", E2E_BUCKETS),
+    ("vllm:time_per_output_token_seconds", ITL_BUCKETS),
+    ("vllm:request_prompt_tokens", _TOKENS),
+    ("vllm:request_generation_tokens", _TOKENS),
+    ("vllm:request_params_max_tokens", _TOKENS),
+    ("vllm:iteration_tokens_total", _TOKENS),
+)
 
 _PROCESS_LINES = (
     "# HELP python_gc_objects_collected_total Objects collected during gc",

@@ -177,3 +177,33 @@ def test_a_queue_that_is_full_drops_without_blocking() -> None:
     assert payload(payload_event(), Webhook(url="http://x/", format="slack")) == (
         b'{"text": "\\ud83d\\udea8 ChatVLMLLM r: down"}'
     )
+
+
+def test_cli_monitor_once_polls_fires_and_posts_then_defers_to_a_running_poller(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from cli import main
+    from testkit.fake_openai_server import FakeOpenAIServer
+    from testkit.fake_vllm_metrics import FakeVllmMetrics
+    from utils.monitor.poller import MonitorThread
+
+    page = FakeVllmMetrics()
+    page.waiting = 40
+    with FakeOpenAIServer(metrics=page) as vllm, WebhookReceiver() as receiver:
+        extra = (
+            f"endpoints:\n  vllm:\n    base_url: {vllm.base_url}\n"
+            "alerts:\n  rules:\n    - {name: queue, kind: waiting, threshold: 10, for_checks: 1}\n"
+            f"  webhooks:\n    - {{url: '{receiver.url()}'}}\n"
+        )
+        profile = write_test_profile(tmp_path, extra, monitor=True)
+        assert main(["monitor", "--once", "--config", str(profile)]) == 0
+        assert "vllm: up running 0.0 waiting 40.0" in capsys.readouterr().out
+        assert [body["rule"] for _, body in receiver.received] == ["queue"]
+
+        app_poller = MonitorThread(load_config(profile).config)
+        assert app_poller.lead()
+        try:
+            assert main(["monitor", "--once", "--config", str(profile)]) == 0
+        finally:
+            app_poller.release()
+        assert "another process" in capsys.readouterr().out

@@ -102,14 +102,14 @@ class MonitorThread:
         try:
             while not self.stop.is_set():
                 started = time.monotonic()
-                if self._lead():
+                if self.lead():
                     self._poll()
                 self.stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
         finally:
-            if self.lock.is_locked:
-                self.lock.release()
+            self.release()
 
-    def _lead(self) -> bool:
+    def lead(self) -> bool:
+        """Take the data folder's poller lock if it is free; whether this process polls."""
         if self.lock.is_locked:
             return True
         try:
@@ -119,10 +119,19 @@ class MonitorThread:
         logger.info("this process now polls the model servers")
         return True
 
+    def poll(self) -> list[ServerPoint]:
+        """One poll now, its points handed to ``on_points`` (call while leading)."""
+        points = self.poller.poll_once()
+        if self.on_points is not None:
+            self.on_points(points)
+        return points
+
+    def release(self) -> None:
+        if self.lock.is_locked:
+            self.lock.release()
+
     def _poll(self) -> None:
         try:
-            points = self.poller.poll_once()
-            if self.on_points is not None:
-                self.on_points(points)
+            self.poll()
         except Exception:  # noqa: BLE001 - the monitor must outlive any one bad poll
             logger.exception("server poll failed")
