@@ -44,7 +44,9 @@ _CORRUPT_NAMES_SHOWN = 5
 
 
 @st.cache_resource(show_spinner=False)
-def _load_profile(path: str, personal: str | None = None, _mtime: float = 0.0) -> LoadedConfig:
+def _load_profile(path: str, stamp: tuple = (), personal: str | None = None) -> LoadedConfig:
+    """``stamp`` (modification times of the overrides files) is part of the cache key: a
+    server connected in another app process on the same data folder shows up here."""
     loaded = load_config(path, Path(personal) if personal else None)
     setup_logging(loaded.config.data_dir, loaded.config.app.log_level)
     return loaded
@@ -86,17 +88,26 @@ def profile() -> LoadedConfig:
     _started_at()  # first call fixes the start time that report_moved_aside counts from
     path = str(active_profile_path())
     try:
-        shared = _load_profile(path)
+        first = _load_profile(path)  # where the data folder is
+        shared_stamp = (_mtime(user_overrides_path(first.config.data_dir)),)
+        shared = _load_profile(path, shared_stamp)
         personal = _personal_overrides(shared.config)
         if personal is None:
             return shared
-        return _load_profile(path, str(personal), personal.stat().st_mtime)
+        return _load_profile(path, (*shared_stamp, _mtime(personal)), str(personal))
     except ConfigError as exc:
         st.error("The configuration could not be loaded.")
         st.code(exc.message, language=None)
         st.info(untrusted(exc.hint or "Fix the profile and reload the page."))
         st.stop()
         raise  # st.stop() raises; this line only tells type checkers so
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime_ns / 1e9
+    except OSError:
+        return 0.0
 
 
 def _personal_overrides(config: AppConfig) -> Path | None:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,12 +89,27 @@ def write_profile(folder: Path, models_yaml: str = "", endpoints_yaml: str = "")
 
 
 class AppServer:
-    """``streamlit run app.py`` on a free loopback port, with ``profile`` active."""
+    """``streamlit run app.py`` on a free loopback port, with ``profile`` active.
 
-    def __init__(self, profile: Path, log_path: Path, port: int | None = None) -> None:
+    ``secrets_file``: the only secrets.toml the server reads (``--secrets.files``), e.g.
+    the ``[auth]`` of a test's OIDC provider; the repo's ``.streamlit/`` is left alone.
+    ``extra_args``: more ``streamlit run`` options, appended last so they win.
+    """
+
+    def __init__(
+        self,
+        profile: Path,
+        log_path: Path,
+        port: int | None = None,
+        *,
+        secrets_file: Path | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.profile = profile
         self.log_path = log_path
         self.port = port or free_port()
+        self.secrets_file = secrets_file
+        self.extra_args = tuple(extra_args)
         self.process: subprocess.Popen | None = None
 
     @property
@@ -130,6 +145,9 @@ class AppServer:
             # Watching the repo (and .venv) for edits costs CPU and overflows inotify.
             "--server.fileWatcherType", "none",
         ]  # fmt: skip
+        if self.secrets_file is not None:
+            command += ["--secrets.files", str(self.secrets_file)]
+        command += self.extra_args
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
