@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import quote
 
 from testkit.e2e_harness import LOCAL_HOST, free_port
+from testkit.processes import log_tail, stop_process
 
 CLIENT_ID = "chatvlm-e2e"
 # The provider's own pages (authorize, end session) load this stylesheet from a CDN. The
@@ -100,20 +101,10 @@ class OidcProvider:
                 raise RuntimeError(f"the OIDC provider refused user {sub!r}: {reply.status}")
 
     def log_tail(self, chars: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, chars)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        stop_process(self.process)
 
 
 def write_auth_secrets(path: Path, app_url: str, provider: OidcProvider) -> Path:
