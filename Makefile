@@ -42,7 +42,8 @@ lint: setup
 	$(PY) -m ruff format --check .
 
 check-profiles: setup
-	for f in config.yaml config_optimized.yaml config_blackwell_optimized.yaml; do \
+	for f in config.yaml config_optimized.yaml config_blackwell_optimized.yaml config_docker.yaml \
+	  deploy/keycloak/config_docker_keycloak.yaml; do \
 	  $(PY) cli.py config check $$f > /dev/null || exit 1; done
 
 clean-venv:

@@ -1,11 +1,14 @@
 """Deployment files, checked by parsing (no Docker engine runs here): Dockerfile,
-docker-compose.yml, .dockerignore, the docker profile, and the README's claims."""
+docker-compose.yml with its `auth` profile (Keycloak and its realm file), .dockerignore,
+the docker profiles, and the README's claims."""
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import shlex
+import tomllib
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -14,6 +17,8 @@ import yaml
 
 import cli
 from models.config import REPO_ROOT, load_config
+from utils.auth.bind import check_listen_address
+from utils.errors import ConfigError
 
 COMPOSE_TEXT = (REPO_ROOT / "docker-compose.yml").read_text(encoding="utf-8")
 COMPOSE = yaml.safe_load(COMPOSE_TEXT)
@@ -22,6 +27,10 @@ DOCKERFILE = (REPO_ROOT / "Dockerfile").read_text(encoding="utf-8")
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
 # Compose interpolation: ${NAME}, ${NAME:-default}, ${NAME-default}; `$$` is a literal `$`.
 INTERPOLATED = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
+WITH_DEFAULT = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*:?-([^}]*)\}$")
+KEYCLOAK_DIR = REPO_ROOT / "deploy" / "keycloak"
+REALM = json.loads((KEYCLOAK_DIR / "realm-chatvlm.json").read_text(encoding="utf-8"))
+KEYCLOAK_PROFILE = KEYCLOAK_DIR / "config_docker_keycloak.yaml"
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -144,14 +153,22 @@ def test_dockerignore_keeps_data_caches_and_venv_out() -> None:
 
 
 def test_compose_services_and_the_cpu_only_default() -> None:
-    assert set(SERVICES) == {"app", "vllm"}
+    assert set(SERVICES) == {"app", "vllm", "keycloak"}
     assert "profiles" not in SERVICES["app"]  # `docker compose up` starts the app alone
     assert SERVICES["vllm"]["profiles"] == ["gpu"]
+    assert SERVICES["keycloak"]["profiles"] == ["auth"]
+    # The app does not wait on a service that only one profile starts.
+    assert "depends_on" not in SERVICES["app"]
 
 
 def test_vllm_image_is_pinned() -> None:
     image = SERVICES["vllm"]["image"]
     assert re.fullmatch(r"vllm/vllm-openai:v\d+\.\d+\.\d+", image), image
+
+
+def test_keycloak_image_is_pinned() -> None:
+    image = SERVICES["keycloak"]["image"]
+    assert re.fullmatch(r"quay\.io/keycloak/keycloak:\d+\.\d+\.\d+", image), image
 
 
 def test_every_published_port_is_on_loopback() -> None:
@@ -183,6 +200,9 @@ def test_vllm_command_serves_the_model_with_a_required_key() -> None:
 def test_health_checks_use_the_health_endpoints() -> None:
     assert "/_stcore/health" in healthcheck_text("app")
     assert "127.0.0.1:8000/health" in healthcheck_text("vllm")
+    keycloak = healthcheck_text("keycloak")
+    assert "/dev/tcp/127.0.0.1/9000" in keycloak and "GET /health/ready" in keycloak
+    assert SERVICES["keycloak"]["environment"]["KC_HEALTH_ENABLED"] == "true"
     for service in SERVICES:
         assert "curl" not in healthcheck_text(service)
         assert SERVICES[service]["healthcheck"]["retries"] >= 1
@@ -208,7 +228,121 @@ def test_app_uses_the_docker_profile_that_reaches_vllm_by_service_name() -> None
     assert SERVICES["app"]["build"]["args"]["TORCH_FLAVOR"] == "${TORCH_FLAVOR:-cpu}"
 
 
+def test_files_the_compose_services_mount_exist() -> None:
+    sources = [source for service in SERVICES for source, _ in volume_pairs(service)]
+    local = [local_source(source) for source in sources]
+    checked = [path for path in local if path is not None and not path.startswith("./results")]
+    assert "./deploy/keycloak/realm-chatvlm.json" in checked
+    assert "./deploy/no-sign-in.secrets.toml" in checked
+    for path in checked:
+        if path != "./cache":
+            assert (REPO_ROOT / path).is_file(), path
+
+
+def local_source(source: str) -> str | None:
+    """A mount's source in this repository (``./...``, or the default of ``${VAR:-./...}``)."""
+    default = WITH_DEFAULT.match(source)
+    path = default.group(1) if default else source
+    return path if path.startswith("./") else None
+
+
+# --- the `auth` profile: Keycloak and the app's secrets ------------------------------------
+
+
+def test_app_mounts_a_secrets_file_read_only_with_no_sign_in_by_default() -> None:
+    (volume,) = [v for v in SERVICES["app"]["volumes"] if "secrets.toml" in v]
+    source, target = volume_pairs("app")[SERVICES["app"]["volumes"].index(volume)]
+    assert volume.endswith(":ro") and target == "/app/.streamlit/secrets.toml"
+    assert source.startswith("${CHATVLM_SECRETS_FILE:-")
+    default = REPO_ROOT / local_source(source)
+    assert tomllib.loads(default.read_text(encoding="utf-8")) == {}  # no [auth], no secret
+    # The real one never reaches git or the image.
+    assert ".streamlit/secrets.toml" in (REPO_ROOT / ".gitignore").read_text(encoding="utf-8")
+    assert dockerignored(".streamlit/secrets.toml")
+
+
+def test_keycloak_refuses_to_start_without_its_secrets() -> None:
+    keycloak = SERVICES["keycloak"]
+    (script,) = keycloak["command"]
+    assert keycloak["entrypoint"] == ["/bin/bash", "-c"]
+    for variable in ("CHATVLM_OIDC_CLIENT_SECRET", "KC_BOOTSTRAP_ADMIN_PASSWORD"):
+        assert f'test -n "$${variable}"' in script
+        assert keycloak["environment"][variable].endswith(":-}")  # no default secret
+    words = shlex.split(script.replace("$$", "$").split(";")[-1])
+    assert words == ["exec", "/opt/keycloak/bin/kc.sh", "start-dev", "--import-realm"]
+    (realm_mount,) = volume_pairs("keycloak")
+    assert realm_mount == (
+        "./deploy/keycloak/realm-chatvlm.json",
+        "/opt/keycloak/data/import/realm-chatvlm.json",
+    )
+
+
+def test_keycloak_issuer_is_the_address_the_browser_uses() -> None:
+    environment = SERVICES["keycloak"]["environment"]
+    (port,) = SERVICES["keycloak"]["ports"]
+    host_side = port.rsplit(":", 1)[0].removeprefix("127.0.0.1:")
+    assert environment["KC_HOSTNAME"] == f"http://127.0.0.1:{host_side}"
+    assert environment["KC_HOSTNAME_BACKCHANNEL_DYNAMIC"] == "true"
+    assert port.endswith(":8080")  # what http://keycloak:8080 in the secrets file reaches
+
+
+def test_realm_has_a_confidential_client_for_the_app_and_no_secret() -> None:
+    assert REALM["realm"] == "chatvlm" and REALM["registrationAllowed"] is False
+    (client,) = REALM["clients"]
+    assert client["clientId"] == "chatvlm" and client["publicClient"] is False
+    assert client["secret"] == "${CHATVLM_OIDC_CLIENT_SECRET}"  # filled in at import
+    (app_port,) = re.findall(r"\$\{APP_PORT:-(\d+)\}", SERVICES["app"]["ports"][0])
+    callback = f"http://127.0.0.1:{app_port}"
+    assert client["redirectUris"] == [callback + "/oauth2callback"]
+    # st.logout sends the user back to the redirect URI: it must be allowed too.
+    assert client["attributes"]["post.logout.redirect.uris"] == callback + "/oauth2callback"
+    assert client["directAccessGrantsEnabled"] is False and client["implicitFlowEnabled"] is False
+    # No accounts ship with the realm, so no passwords: users are added in the console.
+    assert "users" not in REALM and '"credentials"' not in json.dumps(REALM)
+
+
+def test_realm_groups_reach_the_id_token_and_match_the_profiles_roles() -> None:
+    (client,) = REALM["clients"]
+    (mapper,) = client["protocolMappers"]
+    assert mapper["protocolMapper"] == "oidc-group-membership-mapper"
+    config = mapper["config"]
+    assert config["id.token.claim"] == "true" and config["full.path"] == "false"
+    auth = load_config(KEYCLOAK_PROFILE).config.auth
+    assert config["claim.name"] == auth.groups_claim
+    realm_groups = {group["name"] for group in REALM["groups"]}
+    assert realm_groups == {"chatvlm-admins", "chatvlm-members", "chatvlm-viewers"}
+    named = {
+        name for role in ("admin", "member", "viewer") for name in getattr(auth.roles, role).groups
+    }
+    assert named == realm_groups
+
+
+def test_keycloak_docker_profile_turns_sign_in_on_over_the_docker_profile() -> None:
+    keycloak = load_config(KEYCLOAK_PROFILE).config
+    docker = load_config(REPO_ROOT / "config_docker.yaml").config
+    assert keycloak.auth.mode == "oidc" and keycloak.auth.default_role == "deny"
+    assert keycloak.auth.allow_anonymous_network is False
+    assert keycloak.endpoints == docker.endpoints and keycloak.models == docker.models
+    assert not dockerignored("deploy/keycloak/config_docker_keycloak.yaml")
+    in_container = "/app/" + KEYCLOAK_PROFILE.relative_to(REPO_ROOT).as_posix()
+    assert in_container in (REPO_ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+
+
 # --- the docker profile --------------------------------------------------------------------
+
+
+def test_docker_profile_serves_without_sign_in_only_on_a_loopback_published_port() -> None:
+    """The container listens on 0.0.0.0; the app allows that without sign-in only because
+    compose publishes the app on the host's loopback."""
+    (command,) = instructions("CMD")
+    assert '"--server.address", "0.0.0.0"' in command
+    docker = load_config(REPO_ROOT / "config_docker.yaml").config.auth
+    assert docker.mode == "none" and docker.allow_anonymous_network
+    check_listen_address("0.0.0.0", docker)
+    assert all(port.startswith("127.0.0.1:") for port in SERVICES["app"]["ports"])
+    # The image's own default profile (a plain `docker run`) refuses the same address.
+    with pytest.raises(ConfigError):
+        check_listen_address("0.0.0.0", load_config(REPO_ROOT / "config.yaml").config.auth)
 
 
 def test_docker_profile_validates_and_keeps_the_catalog(
@@ -247,3 +381,24 @@ def test_readme_services_volumes_and_health_checks_exist() -> None:
     assert SERVICES["vllm"]["image"] in section
     for profile in re.findall(r"--profile (\w+)", section):
         assert any(profile in s.get("profiles", []) for s in SERVICES.values()), profile
+
+
+def test_readme_keycloak_example_matches_the_compose_profile() -> None:
+    section = readme_section("Teams: sign-in and roles")
+    example = section[section.index("### Keycloak with Docker Compose") :]
+    (client,) = REALM["clients"]
+    assert f"--client-id {client['clientId']}" in example
+    assert f"--redirect-uri {client['redirectUris'][0]}" in example
+    (port,) = SERVICES["keycloak"]["ports"]
+    container_port = port.rsplit(":", 1)[1]
+    realm_path = f"/realms/{REALM['realm']}/.well-known/openid-configuration"
+    # Inside compose the app reaches Keycloak by service name; on the host by its port.
+    assert f"http://keycloak:{container_port}{realm_path}" in example
+    assert SERVICES["keycloak"]["environment"]["KC_HOSTNAME"].startswith("http://127.0.0.1:")
+    assert f"http://127.0.0.1:8180{realm_path}" in example and "KEYCLOAK_PORT:-8180" in port
+    in_container = "/app/" + KEYCLOAK_PROFILE.relative_to(REPO_ROOT).as_posix()
+    assert f"CHATVLM_CONFIG={in_container}" in example
+    assert "CHATVLM_SECRETS_FILE=./.streamlit/secrets.toml" in example
+    assert "--profile auth" in example and SERVICES["keycloak"]["image"] in example
+    named = set(re.findall(r"\b(CHATVLM_[A-Z_]+|KEYCLOAK_[A-Z_]+|KC_[A-Z_]+)\b", example))
+    assert named <= compose_variables(), named - compose_variables()

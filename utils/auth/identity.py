@@ -48,7 +48,8 @@ LOCAL_USER = User(user_id=LOCAL_USER_ID, role="admin", name="local operator")
 
 def user_id_for(issuer: str, subject: str) -> str:
     """The folder-safe id of the subject ``subject`` at the provider ``issuer``."""
-    digest = hashlib.sha256(f"{issuer}\0{subject}".encode()).hexdigest()
+    # Length-prefixed: no (issuer, subject) pair can be spelled as another one.
+    digest = hashlib.sha256(f"{len(issuer)}:{issuer}{subject}".encode()).hexdigest()
     return "u" + digest[:32]
 
 

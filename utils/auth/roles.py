@@ -31,7 +31,11 @@ def resolve_role(claims: Mapping[str, Any], settings: AuthSettings) -> Role | No
 
 def _verified_email(claims: Mapping[str, Any]) -> str:
     email = claims.get("email")
-    if not isinstance(email, str) or claims.get("email_verified") is False:
+    # Some providers send the flag as a string; anything but true/"true" is not verified.
+    verified = claims.get("email_verified", True)
+    if isinstance(verified, str):
+        verified = verified.strip().lower() == "true"
+    if not isinstance(email, str) or verified is not True:
         return ""
     return email.strip().lower()
 
