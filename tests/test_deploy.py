@@ -153,10 +153,11 @@ def test_dockerignore_keeps_data_caches_and_venv_out() -> None:
 
 
 def test_compose_services_and_the_cpu_only_default() -> None:
-    assert set(SERVICES) == {"app", "vllm", "keycloak"}
+    assert set(SERVICES) == {"app", "vllm", "keycloak", "proxy"}
     assert "profiles" not in SERVICES["app"]  # `docker compose up` starts the app alone
     assert SERVICES["vllm"]["profiles"] == ["gpu"]
     assert SERVICES["keycloak"]["profiles"] == ["auth"]
+    assert SERVICES["proxy"]["profiles"] == ["scale"]
     # The app does not wait on a service that only one profile starts.
     assert "depends_on" not in SERVICES["app"]
 
@@ -175,6 +176,17 @@ def test_every_published_port_is_on_loopback() -> None:
     ports = [port for service in SERVICES.values() for port in service.get("ports", [])]
     assert ports
     assert all(str(port).startswith("127.0.0.1:") for port in ports), ports
+
+
+def test_the_app_can_be_scaled_behind_a_sticky_proxy() -> None:
+    (app_port,) = SERVICES["app"]["ports"]
+    assert re.fullmatch(r"127\.0\.0\.1:\$\{APP_PORT:-8501\}-\$\{APP_PORT_LAST:-8501\}:8501", app_port)
+    assert re.fullmatch(r"nginx:\d+\.\d+\.\d+-alpine", SERVICES["proxy"]["image"])
+    conf = (REPO_ROOT / "deploy" / "nginx" / "chatvlm.conf").read_text(encoding="utf-8")
+    # Sticky by the proxy's own cookie, WebSocket upgraded, to the app service's replicas.
+    assert "hash $chatvlm_route consistent;" in conf and "server app:8501;" in conf
+    assert "proxy_set_header Upgrade $http_upgrade;" in conf
+    assert "Set-Cookie \"chatvlm_route=$chatvlm_route" in conf
 
 
 def test_vllm_reserves_nvidia_gpus() -> None:
