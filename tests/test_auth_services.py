@@ -6,13 +6,16 @@ and checks the refusal, that nothing changed, and the audit entry.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from models.chat.types import GenerationParams
 from models.config import LoadedConfig, load_config, user_overrides_path
 from testkit.fake_openai_server import FakeOpenAIServer
 from testkit.profiles import write_test_profile
+from testkit.render import encode, render_lines
 from tests.test_benchmark import TRUTH, FakeEngine, FakeEngines, request, write_pairs_set
 from utils.auth import LOCAL_USER, PermissionDenied, User, user_id_for
 from utils.auth.audit import AuditLog
@@ -22,8 +25,12 @@ from utils.bench.runs import rescore
 from utils.bench.store import delete_run, list_bench_runs, read_manifest, rename_run, run_exists
 from utils.cache import open_cache
 from utils.chat.connect import connect_server
+from utils.chat.service import new_user_message
+from utils.chat.store import ChatStore
+from utils.chat.transfer import export_json, import_json
 from utils.chat.user_chats import user_chats_dir
-from utils.ocr.pipeline import DocumentResult
+from utils.errors import BadInput
+from utils.ocr.pipeline import DocumentResult, document_limits
 from utils.ocr.runs import RunRecorder, list_ocr_runs, load_run
 from utils.system.admin import clear_cache, load_model, run_status_check, unload_model
 
@@ -190,3 +197,27 @@ def test_a_member_connects_a_server_for_themselves_only(loaded: LoadedConfig) ->
     alices = load_config(loaded.source, user_overrides_path(user_root(data_dir, ALICE)))
     assert model_id in alices.config.models
     assert model_id not in load_config(loaded.source).config.models
+
+
+def test_a_crafted_import_cannot_reach_another_users_conversation_or_images(
+    loaded: LoadedConfig,
+) -> None:
+    data_dir = loaded.config.data_dir
+    limits = document_limits(loaded.config)
+    alices = ChatStore(user_chats_dir(data_dir, ALICE), limits)
+    bobs = ChatStore(user_chats_dir(data_dir, BOB), limits)
+    image = alices.images.add(encode(render_lines(["PRIVATE"])), "scan.png")
+    secret = alices.new("m", GenerationParams())
+    alices.append_messages(secret, [new_user_message("alice's secret", [image])])
+
+    assert bobs.load(secret.id) is None and bobs.list() == []  # by id: not found
+    export = json.loads(export_json(secret, alices.images))
+    export["images"] = {}  # names Alice's image by its hash, without its bytes
+    with pytest.raises(BadInput):
+        import_json(bobs, json.dumps(export).encode(), "crafted.json")
+    assert bobs.list() == [] and not list((bobs.root / "images").glob("*"))
+
+    # A whole export Alice gave Bob is his own copy, under a new id; hers is untouched.
+    copy = import_json(bobs, export_json(secret, alices.images), "shared.json")
+    assert copy.id != secret.id and bobs.load(secret.id) is None
+    assert alices.load(secret.id).messages[0].text == "alice's secret"
