@@ -257,7 +257,12 @@ def previous_runs() -> None:
         return
     with st.sidebar:
         st.subheader("Previous runs")
-        labels = {r.run_id: f"{r.created_at[:16]} · {r.files} file(s) · {r.engine}" for r in runs}
+        # To the second, and the id's own suffix: two runs started in the same minute
+        # (two tabs, two app processes) stay apart.
+        labels = {
+            r.run_id: f"{r.created_at[:19]} · {r.files} file(s) · {r.engine} · {r.run_id[-6:]}"
+            for r in runs
+        }
         chosen = st.selectbox("Reopen", list(labels), format_func=labels.get, index=None)
         if chosen and st.button("Open run"):
             st.session_state[RUN_KEY] = chosen

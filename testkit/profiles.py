@@ -22,8 +22,8 @@ def write_test_profile(
         "app:\n"
         f"  data_dir: {base / 'results'}\n"
         f"  cache_dir: {base / 'cache'}\n"
-        + ("" if monitor else "monitor:\n  enabled: false\n")
-        + extra,
+        + extra  # may go on with more `app:` keys: it comes right after them
+        + ("" if monitor else "\nmonitor:\n  enabled: false\n"),
         encoding="utf-8",
     )
     return profile

@@ -180,7 +180,8 @@ def test_every_published_port_is_on_loopback() -> None:
 
 def test_the_app_can_be_scaled_behind_a_sticky_proxy() -> None:
     (app_port,) = SERVICES["app"]["ports"]
-    assert re.fullmatch(r"127\.0\.0\.1:\$\{APP_PORT:-8501\}-\$\{APP_PORT_LAST:-8501\}:8501", app_port)
+    published = r"127\.0\.0\.1:\$\{APP_PORT:-8501\}-\$\{APP_PORT_LAST:-8501\}:8501"
+    assert re.fullmatch(published, app_port)
     assert re.fullmatch(r"nginx:\d+\.\d+\.\d+-alpine", SERVICES["proxy"]["image"])
     conf = (REPO_ROOT / "deploy" / "nginx" / "chatvlm.conf").read_text(encoding="utf-8")
     # Sticky by the proxy's own cookie, WebSocket upgraded, to the app service's replicas.
