@@ -15,6 +15,7 @@ st.set_page_config(page_title="ChatVLMLLM", page_icon=ui.PAGE_ICON, layout="wide
 loaded = ui.profile()
 ui.refuse_unsafe_listen(loaded.config)
 ui.start_monitor(loaded.config)
+ui.preload_ocr_engine(loaded.config)
 user = signed_in_user(loaded.config)
 ui.set_current_user(user)
 loaded = ui.profile()  # now with the user's own connected servers

@@ -34,6 +34,7 @@ from utils.errors import AppError, ConfigError
 from utils.logging_setup import setup_logging
 from utils.monitor.alerts import AlertEngine
 from utils.monitor.poller import MonitorThread
+from utils.ocr.preload import preload_default_engine
 from utils.safe_markdown import escape_markdown
 from utils.storage import CORRUPT_DIR_NAME, list_corrupt
 
@@ -67,6 +68,17 @@ def start_monitor(config: AppConfig) -> None:
     processes on one data folder, one polls: see utils.monitor)."""
     if config.monitor.enabled and (config.endpoints or config.alerts.rules):
         _monitor(str(config.data_dir), config)
+
+
+@st.cache_resource(show_spinner=False)
+def _ocr_preload(engine: str, options: str, _config: AppConfig) -> None:
+    preload_default_engine(_config)
+
+
+def preload_ocr_engine(config: AppConfig) -> None:
+    """Load the default OCR engine in the background, once per process and engine."""
+    options = getattr(config.ocr, config.models[config.ocr.engine].backend, None)
+    _ocr_preload(config.ocr.engine, options.model_dump_json() if options else "", config)
 
 
 def cache(config: AppConfig) -> DiskCache:

@@ -27,6 +27,7 @@ from utils.ocr.runs import OcrRun, RunRecorder, list_ocr_runs, load_run, load_up
 from utils.ocr.summary import batch_rows, field_rows
 
 RUN_KEY = "ocr_run_id"
+LIVE_TEXT_CHARS = 4000  # of each page while the batch runs; the run shows all of it
 UNKEPT_KEY = "ocr_unkept_run"  # a run the data folder refused to store
 FIELDS_PER = {
     "document": "one record per document",
@@ -130,6 +131,8 @@ def run_batch(files: list, settings: OcrSettings, slot) -> str | None:
     Returns the run's id, or None when no file was read (no run was saved)."""
     cache = ui.cache(config)
     bar = slot.progress(0.0, text="Starting…")
+    live_slot = slot.empty()  # each page's text as soon as it is read; gone at the end
+    live = live_slot.container()
     recorder = RunRecorder(config, settings.model_dump(), user=user)
     batch = TimeBudget(config.ocr.batch_time_budget_s, "ocr.batch_time_budget_s")
     for number, upload in enumerate(files, start=1):
@@ -142,14 +145,20 @@ def run_batch(files: list, settings: OcrSettings, slot) -> str | None:
             share = (number - 1 + stage.share) / len(files)
             bar.progress(share, text=f"File {number}/{len(files)} · {stage.label}")
 
+        def on_page(page: PageResult, name=upload.name) -> None:
+            show_page_as_read(live, name, page)
+
         try:
-            result = ocr_file(data, upload.name, settings, config, cache, on_stage, batch)
+            result = ocr_file(
+                data, upload.name, settings, config, cache, on_stage, batch, on_page=on_page
+            )
         except AppError as exc:  # the engine itself is unusable: stop the batch
             with slot:
                 ui.show_error(exc)
             break
         recorder.add(result, data)
     bar.progress(1.0, text=f"Done: {len(recorder.run.documents)} file(s)")
+    live_slot.empty()  # the run below shows every page in full
     if recorder.not_kept is not None:  # shown from this tab's memory instead
         with slot:
             ui.show_error(recorder.not_kept)
@@ -157,6 +166,14 @@ def run_batch(files: list, settings: OcrSettings, slot) -> str | None:
         st.session_state[UNKEPT_KEY] = recorder.run
         return recorder.run.run_id
     return recorder.run.run_id if recorder.saved else None
+
+
+def show_page_as_read(live, file_name: str, page: PageResult) -> None:
+    """One page's text while the batch goes on (plain text: nothing in it is Markdown)."""
+    with live:
+        st.caption(f"📄 {ui.untrusted(file_name)} · page {page.page} · {page.status}")
+        if page.text:
+            st.text(page.text[:LIVE_TEXT_CHARS])
 
 
 def show_run(run: OcrRun, fmt: str) -> None:

@@ -355,3 +355,45 @@ def test_fields_per_document_name_the_page_each_came_from(config: AppConfig) -> 
     (only,) = exported["records"]
     assert only["page"] is None and only["field_pages"]["total"] == 2
     assert "| total | 10.00 |" in document_markdown(result)
+
+
+def test_each_page_is_handed_on_as_soon_as_it_is_read(
+    config: AppConfig, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The page shows page 1's text while page 2 is still being read."""
+    heard: list[tuple[int, int]] = []  # (page handed on, pages the engine had read by then)
+
+    class CountingEngine:
+        name = "counting"
+        reads = 0
+
+        def ocr(self, image: Image.Image) -> OcrResult:
+            CountingEngine.reads += 1
+            return OcrResult(engine=self.name, width=image.width, height=image.height)
+
+    monkeypatch.setattr(ocr_service, "create_ocr_engine", lambda *_, **__: CountingEngine())
+    pages = [render_lines(["A"]), render_lines(["B"]), render_lines(["C"])]
+    data = pdf_bytes(pages)
+    cache = DiskCache(tmp_path / "cache")
+    on_page = lambda page: heard.append((page.page, CountingEngine.reads))  # noqa: E731
+    ocr_file(data, "three.pdf", RAPID, config, cache, on_page=on_page)
+    assert heard == [(1, 1), (2, 2), (3, 3)]
+    heard.clear()
+    again = ocr_file(data, "three.pdf", RAPID, config, cache, on_page=on_page)
+    assert again.from_cache and [page for page, _ in heard] == [1, 2, 3]  # at once, no reads
+    assert CountingEngine.reads == 3
+
+
+def test_the_default_engine_is_loaded_in_the_background_once(config: AppConfig) -> None:
+    from models.registry import create_ocr_engine
+    from utils.ocr.preload import preload_default_engine
+
+    thread = preload_default_engine(config)
+    assert thread is not None and thread.daemon
+    thread.join(timeout=60)
+    first = create_ocr_engine(config.ocr.engine, config)
+    assert create_ocr_engine(config.ocr.engine, config) is first  # loaded once, then shared
+    vlm_default = config.model_copy(
+        update={"ocr": config.ocr.model_copy(update={"engine": "qwen2_vl_2b"})}
+    )
+    assert preload_default_engine(vlm_default) is None  # a VLM loads on first use only

@@ -147,6 +147,8 @@ _STEP_LABELS = {
 }
 
 ProgressCallback = Callable[[OcrStage], None]
+#: Hears each page as soon as it is read, so a page can show text before the file ends.
+PageCallback = Callable[["PageResult"], None]
 
 
 def document_limits(config: AppConfig) -> DocumentLimits:
@@ -185,10 +187,12 @@ def ocr_file(
     cache: DiskCache | None = None,
     progress: ProgressCallback | None = None,
     batch: TimeBudget | None = None,
+    on_page: PageCallback | None = None,
 ) -> DocumentResult:
     """OCR one uploaded file. Bad input comes back as a result with ``error`` set;
     a missing engine raises ``ModelUnavailable`` (nothing can run without it).
-    ``progress`` hears each stage (``OcrStage``) before it starts.
+    ``progress`` hears each stage (``OcrStage``) before it starts, ``on_page`` each page
+    once it is read (a cached file's pages at once).
 
     Reading stops before the next page once the file's time budget
     (``ocr.file_time_budget_s``) or the caller's ``batch`` budget has run out; the
@@ -203,6 +207,8 @@ def ocr_file(
     cached = cache.get(key, default=MISS) if cache else MISS
     if cached is not MISS:
         result = DocumentResult.model_validate(cached)
+        for page in result.pages if on_page else ():
+            on_page(page)
         # The cache key is the content: the same bytes may come back under another name.
         return result.model_copy(update={"from_cache": True, "file": sanitize_filename(filename)})
     try:
@@ -218,7 +224,8 @@ def ocr_file(
     engine = create_ocr_engine(settings.engine, config, preset=settings.vlm_preset)
     # Counted from here: loading a model the first time is not the file's fault.
     budgets = (TimeBudget(config.ocr.file_time_budget_s, "ocr.file_time_budget_s"), batch)
-    result = _ocr_document(document, engine, settings, config, record, report, budgets)
+    hooks = (report, on_page or (lambda page: None))
+    result = _ocr_document(document, engine, settings, config, record, hooks, budgets)
     result.seconds = time.perf_counter() - started
     if cache and result.ok:
         cache.set(key, result.model_dump(mode="json"))
@@ -231,9 +238,10 @@ def _ocr_document(
     settings: OcrSettings,
     config: AppConfig,
     record: dict,
-    report: ProgressCallback,
+    hooks: tuple[ProgressCallback, PageCallback],
     budgets: tuple[TimeBudget | None, ...],
 ) -> DocumentResult:
+    report, on_page = hooks
     result = DocumentResult(
         file=document.name,
         sha256=document.sha256,
@@ -249,6 +257,7 @@ def _ocr_document(
             break
         report(OcrStage("reading", index, document.page_count))
         result.pages.append(_next_page_result(pages, index, engine, settings))
+        on_page(result.pages[-1])
         if document.page_count > 1:
             _return_freed_memory()
     pages.close()  # after a stop, release the PDF now rather than when collected
