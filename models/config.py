@@ -20,16 +20,17 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
     model_validator,
 )
 
+from models.monitoring import AlertSettings, MonitorSettings
 from models.options import RapidOcrOptions, TesseractOptions
 from models.safe_yaml import YamlRefused, load_yaml, read_yaml_text
+from models.strict import Identifier, Strict
+from models.team import AuthSettings
 from models.templates import TemplateSpec
 from utils.errors import ConfigError
 
@@ -39,13 +40,8 @@ PROFILE_ENV_VAR = "CHATVLM_CONFIG"
 MAX_EXTENDS_CHAIN = 4  # files in one chain, itself included: each may be MAX_YAML_BYTES
 USER_OVERRIDES_FILE = "overrides.yaml"  # in the data folder: see user_overrides_path
 
-Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64)]
 Backend = Literal["transformers", "openai", "rapidocr", "tesseract"]
 OCR_ONLY_BACKENDS = {"rapidocr", "tesseract"}
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class UploadLimits(Strict):
@@ -166,111 +162,6 @@ class CacheSettings(Strict):
         "(to skip the cache for one CLI run, use `cli.py ocr --no-cache`)",
     )
     ttl_hours: float | None = Field(None, gt=0)
-
-
-Role = Literal["admin", "member", "viewer"]
-
-
-class RoleMembers(Strict):
-    """Who gets one role: e-mail addresses (verified ones) and/or group names."""
-
-    emails: list[str] = Field(default_factory=list)
-    groups: list[str] = Field(default_factory=list)
-
-
-class RoleRules(Strict):
-    admin: RoleMembers = RoleMembers()
-    member: RoleMembers = RoleMembers()
-    viewer: RoleMembers = RoleMembers()
-
-
-class AuthSettings(Strict):
-    """Who may use the app. Secrets (client secret, cookie secret) are never here: they
-    live in ``.streamlit/secrets.toml`` (``cli.py auth init`` writes one)."""
-
-    mode: Literal["none", "oidc"] = Field(
-        "none", description="none: one local user, no sign-in; oidc: OpenID Connect sign-in"
-    )
-    allow_anonymous_network: bool = Field(
-        False,
-        description="let `mode: none` listen on a non-loopback address (only behind a proxy "
-        "that authenticates)",
-    )
-    roles: RoleRules = RoleRules()
-    groups_claim: str = Field("groups", min_length=1, description="ID-token claim with groups")
-    default_role: Role | Literal["deny"] = Field(
-        "deny", description="role of a signed-in user no rule names; deny = no access"
-    )
-
-
-class MonitorSettings(Strict):
-    """How the app watches the model servers of ``endpoints``."""
-
-    enabled: bool = True
-    interval_s: float = Field(5, ge=1, le=3600, description="seconds between two polls")
-    timeout_s: float = Field(2, gt=0, le=60, description="per /metrics request")
-    window_s: float = Field(
-        300, ge=10, le=86_400, description="latency percentiles cover this many seconds"
-    )
-    history_mb: float = Field(
-        4, gt=0, le=1024, description="per server and file; one older file is kept beside it"
-    )
-
-
-AlertKind = Literal[
-    "endpoint_down", "latency_p95", "kv_cache", "waiting", "benchmark_failed", "benchmark_finished"
-]
-SERVER_ALERT_KINDS = {"endpoint_down", "latency_p95", "kv_cache", "waiting"}
-
-
-class AlertRule(Strict):
-    """One alert. Server rules fire after ``for_checks`` polls in a row past ``threshold``
-    and resolve after as many polls back under ``resolve_below`` (default 90 % of the
-    threshold), so a value that flaps around the line does not flood anyone."""
-
-    name: Identifier
-    kind: AlertKind
-    endpoint: Identifier | None = Field(None, description="a key of `endpoints`; none = all")
-    threshold: float | None = Field(
-        None,
-        ge=0,
-        description="latency_p95: seconds (end-to-end); kv_cache: fraction 0-1; waiting: requests",
-    )
-    resolve_below: float | None = Field(None, ge=0)
-    for_checks: int = Field(3, ge=1, le=1000, description="polls in a row to fire or resolve")
-
-    @model_validator(mode="after")
-    def _threshold_where_needed(self) -> AlertRule:
-        measured = self.kind in {"latency_p95", "kv_cache", "waiting"}
-        if measured and self.threshold is None:
-            raise ValueError(f"a {self.kind} rule needs `threshold`")
-        if self.kind not in SERVER_ALERT_KINDS and self.endpoint:
-            raise ValueError(f"a {self.kind} rule is about benchmark runs: drop `endpoint`")
-        return self
-
-    @property
-    def resolve_level(self) -> float:
-        if self.resolve_below is not None:
-            return self.resolve_below
-        return 0.9 * (self.threshold or 0.0)
-
-
-class Webhook(Strict):
-    """Where alerts are POSTed: ``json`` (the event as JSON) or ``slack`` (``{"text": ...}``,
-    which Slack, Mattermost and Rocket.Chat incoming webhooks take)."""
-
-    url: Annotated[str, StringConstraints(pattern=r"^https?://")]
-    format: Literal["json", "slack"] = "json"
-    timeout_s: float = Field(5, gt=0, le=60)
-    retries: int = Field(2, ge=0, le=10)
-    token_env: str | None = Field(
-        None, description="env var holding a bearer token (never the token itself)"
-    )
-
-
-class AlertSettings(Strict):
-    rules: list[AlertRule] = Field(default_factory=list)
-    webhooks: list[Webhook] = Field(default_factory=list)
 
 
 class AppConfig(Strict):

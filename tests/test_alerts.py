@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from models.config import AlertRule, AppConfig, Webhook, load_config
+from models.config import AppConfig, load_config
+from models.monitoring import AlertRule, Webhook
 from testkit.profiles import write_test_profile
 from testkit.synthetic_runs import synthetic_manifest, write_run
 from testkit.webhook_receiver import WebhookReceiver

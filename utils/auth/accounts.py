@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from models.config import AuthSettings
+from models.team import AuthSettings
 from utils.auth.identity import User, user_from_claims, user_id_for
 from utils.auth.user_data import ACCOUNT_FILE_NAME, user_root_by_id, users_dir
 from utils.errors import AppError

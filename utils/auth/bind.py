@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from models.config import AuthSettings
+from models.team import AuthSettings
 from utils.errors import ConfigError
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}

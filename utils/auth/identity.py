@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.config import AuthSettings, Role
+from models.team import AuthSettings, Role
 from utils.auth.roles import group_names, resolve_role
 
 LOCAL_USER_ID = "local"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from models.config import Role
+from models.team import Role
 from utils.auth.identity import User
 from utils.errors import AppError
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from models.config import AuthSettings, Role
+from models.team import AuthSettings, Role
 
 ROLES_BY_RANK: tuple[Role, ...] = ("admin", "member", "viewer")
 

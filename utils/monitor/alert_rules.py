@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from models.config import AlertRule
+from models.monitoring import AlertRule
 from utils.monitor.points import ServerPoint
 from utils.storage import VersionedRecord
 

@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from models.config import SERVER_ALERT_KINDS, AppConfig
+from models.config import AppConfig
+from models.monitoring import SERVER_ALERT_KINDS
 from utils.bench.store import list_bench_runs
 from utils.monitor.alert_rules import (
     AlertEvent,

@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
-from models.config import Webhook
+from models.monitoring import Webhook
 from utils.monitor.alert_rules import AlertEvent
 
 logger = logging.getLogger(__name__)
