@@ -1,0 +1,113 @@
+"""Receipt fields on receipts the rules were not tuned on: k-fold next to the all-in figure.
+
+    python scripts/perf/fields_kfold.py [--data DIR] [--folds 5] [--seed 0]
+
+Like scripts/perf/tune_fields.py (the receipt template on each receipt's ground-truth
+lines, so rules are measured apart from OCR errors), but split: for every fold the
+template's keyword lists are tuned on the other folds and scored on this one.
+
+Tuning, the procedure every fold repeats: each keyword of each field (labels and
+exclusions) is taken out in turn; the training receipts it decides are counted
+(right with it and wrong without = helps; the other way round = hurts). A keyword is
+kept when it helps at least ``--min-support`` training receipts more than it hurts, or
+decides none (a generic label kept for documents to come); one that only helps a
+single receipt is dropped. The tuned template then reads the held-out fold.
+
+Prints per fold: keywords dropped, training and held-out accuracy (mean of company,
+date, address, total), the shipped template on the same held-out fold, then the
+mean and the fold-to-fold spread, and the all-in figure of the shipped template.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT))
+
+from models.config import load_config  # noqa: E402
+from models.templates import TemplateSpec  # noqa: E402
+from utils.bench.datasets import LabelledItem, load_dataset  # noqa: E402
+from utils.bench.metrics import field_correct  # noqa: E402
+from utils.fields.extract import extract_fields  # noqa: E402
+
+DEFAULT_DATA = REPO_ROOT.parent / "shared/data/sroie-dev"
+FIELDS = ("company", "date", "address", "total")
+LISTS = ("keywords", "exclude_keywords")
+
+
+def correct(template: TemplateSpec, item: LabelledItem) -> dict[str, bool]:
+    found = extract_fields(template, item.lines)
+    return {n: field_correct(n, found[n].value, item.fields.get(n, "")) for n in FIELDS}
+
+
+def accuracy(template: TemplateSpec, items: list[LabelledItem]) -> float:
+    return statistics.mean(statistics.mean(correct(template, i).values()) for i in items)
+
+
+def without(template: TemplateSpec, field: str, kind: str, word: str) -> TemplateSpec:
+    spec = template.fields[field]
+    kept = [w for w in getattr(spec, kind) if w != word]
+    fields = {**template.fields, field: spec.model_copy(update={kind: kept})}
+    return template.model_copy(update={"fields": fields})
+
+
+def tune(template: TemplateSpec, train: list[LabelledItem], min_support: int):
+    """The template with the keywords the training receipts do not justify taken out."""
+    base = {i.item_id: correct(template, i) for i in train}
+    tuned, dropped = template, []
+    for field in FIELDS:
+        for kind in LISTS:
+            for word in getattr(template.fields[field], kind):
+                trial = without(template, field, kind, word)
+                helps = hurts = 0
+                for item in train:
+                    before, after = base[item.item_id][field], correct(trial, item)[field]
+                    helps += before and not after
+                    hurts += after and not before
+                decides = helps + hurts
+                if decides and helps - hurts < min_support:
+                    tuned = without(tuned, field, kind, word)
+                    dropped.append(f"{field}.{kind}:{word}({helps}/{hurts})")
+    return tuned, dropped
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--min-support", type=int, default=2)
+    args = parser.parse_args()
+    template = load_config(REPO_ROOT / "config.yaml").config.templates["receipt"]
+    items = [i for i in load_dataset(args.data, "sroie").scorable_items if i.lines and i.fields]
+    random.Random(args.seed).shuffle(items)
+    folds = [items[k :: args.folds] for k in range(args.folds)]
+    held_out, shipped_held_out = [], []
+    for k, test in enumerate(folds):
+        train = [i for j, fold in enumerate(folds) if j != k for i in fold]
+        tuned, dropped = tune(template, train, args.min_support)
+        held_out.append(accuracy(tuned, test))
+        shipped_held_out.append(accuracy(template, test))
+        print(
+            f"fold {k + 1}: {len(test)} held out, {len(dropped)} keyword(s) dropped; "
+            f"train {accuracy(tuned, train):.3f}  held-out {held_out[-1]:.3f}  "
+            f"(shipped template on it {shipped_held_out[-1]:.3f})"
+        )
+        if dropped:
+            print("        dropped: " + ", ".join(dropped))
+    print(
+        f"k-fold held-out: mean {statistics.mean(held_out):.3f}, folds "
+        f"{min(held_out):.3f}..{max(held_out):.3f} (sd {statistics.stdev(held_out):.3f})"
+    )
+    print(f"shipped template, same folds: mean {statistics.mean(shipped_held_out):.3f}")
+    print(f"all-in (shipped template on all {len(items)}): {accuracy(template, items):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
