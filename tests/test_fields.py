@@ -528,3 +528,51 @@ def test_fields_from_text_without_positions() -> None:
     assert found["total"].value == "7.50"
     assert found["date"].value == "01/02/2019"
     assert found["company"].value == "ACME TRADING SDN BHD"
+
+
+# Receipts unlike the development set's: other label words (Malay, "AMOUNT DUE"), dates
+# written other ways, a company with its registration number on the next line, a
+# Singapore address with a unit number, "TOTAL: RM15.50" glued together.
+VARIED_RECEIPTS = {
+    "malay restaurant": (
+        ["RESTORAN SRI MURNI", "LOT 5, JALAN BESAR", "KAMPUNG BARU", "50300 KUALA LUMPUR",
+         "TEL: 03-2691 1234", "TARIKH: 02/11/2018 13:45", "NASI LEMAK 2 x 4.50 9.00",
+         "TEH TARIK 2.20", "JUMLAH 11.20", "TUNAI 20.00", "BAKI 8.80"],
+        {"company": "RESTORAN SRI MURNI", "date": "02/11/2018", "total": "11.20",
+         "address": "LOT 5, JALAN BESAR KAMPUNG BARU 50300 KUALA LUMPUR"},
+    ),
+    "registration number under the name": (
+        ["KEDAI RUNCIT AH HOCK", "(001234567-X)", "NO. 8 JALAN PASAR 2", "TAMAN MELAWATI",
+         "53100 KUALA LUMPUR", "INVOICE NO: 88821", "15-06-2019", "RICE 5KG 22.90",
+         "SUGAR 2.85", "GRAND TOTAL RM 25.75", "CASH RM 30.00", "CHANGE RM 4.25"],
+        {"company": "KEDAI RUNCIT AH HOCK", "date": "15-06-2019", "total": "25.75",
+         "address": "NO. 8 JALAN PASAR 2 TAMAN MELAWATI 53100 KUALA LUMPUR"},
+    ),
+    "singapore cafe": (
+        ["THE BEAN CAFE PTE LTD", "1 RAFFLES PLACE #02-10", "SINGAPORE 048616",
+         "GST REG NO: M2-1234567-8", "DATE 07 MAR 2019", "LATTE 5.80", "CROISSANT 4.20",
+         "SUBTOTAL 10.00", "SERVICE CHARGE 1.00", "GST 7% 0.77", "TOTAL 11.77"],
+        {"company": "THE BEAN CAFE PTE LTD", "date": "07 MAR 2019", "total": "11.77",
+         "address": "1 RAFFLES PLACE #02-10 SINGAPORE 048616"},
+    ),
+    "amount due, card payment": (
+        ["MEGA HARDWARE SDN BHD", "LOT 1234, BATU 5", "JALAN KLANG LAMA", "58000 KUALA LUMPUR",
+         "DATE : 2019/01/23", "PAINT 1L 35.00", "BRUSH 6.50", "AMOUNT DUE 41.50", "VISA 41.50"],
+        {"company": "MEGA HARDWARE SDN BHD", "date": "2019/01/23", "total": "41.50",
+         "address": "LOT 1234, BATU 5 JALAN KLANG LAMA 58000 KUALA LUMPUR"},
+    ),
+    "label and amount glued": (
+        ["PASARAYA SEGAR SDN. BHD.", "NO 3, JLN PERDANA 1/2", "BANDAR BARU BANGI",
+         "43650 SELANGOR", "INV: 0099", "TIME 18:02 DATE 30.04.2018", "MILK 6.99", "EGGS 8.50",
+         "ROUNDING 0.01", "TOTAL: RM15.50"],
+        {"company": "PASARAYA SEGAR SDN. BHD.", "date": "30.04.2018", "total": "15.50",
+         "address": "NO 3, JLN PERDANA 1/2 BANDAR BARU BANGI 43650 SELANGOR"},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(VARIED_RECEIPTS))
+def test_receipt_fields_on_layouts_the_rules_were_not_tuned_on(templates, name: str) -> None:
+    lines, expected = VARIED_RECEIPTS[name]
+    found = extract_fields(templates["receipt"], stacked(*lines))
+    assert {field: found[field].value for field in expected} == expected
