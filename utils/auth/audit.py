@@ -56,7 +56,16 @@ class AuditLog:
         """A sign-in the profile gives no role (``default_role: deny``)."""
         return self._append(user_id, label, "none", "sign-in", "", "denied", detail)
 
-    def _append(self, user_id, label, role, event, target, outcome, detail) -> AuditEntry:
+    def _append(
+        self,
+        user_id: str,
+        label: str,
+        role: str,
+        event: str,
+        target: str,
+        outcome: Outcome,
+        detail: str,
+    ) -> AuditEntry:
         entry = AuditEntry(
             at=utc_now_iso(),
             user_id=user_id,
