@@ -101,7 +101,10 @@ def test_chat_with_image_survives_reload_and_exports(page: Any, app_server: h.Ap
     h.settle(page)
     messages = page.locator('[data-testid="stChatMessage"]')
     messages.filter(has_text=question).first.wait_for()
-    assert messages.filter(has_text=question).locator('[data-testid="stImage"]').count() == 1
+    # The text can be drawn a moment before the picture's element: wait for it.
+    pictures = messages.filter(has_text=question).locator('[data-testid="stImage"]')
+    pictures.first.wait_for(timeout=h.SLOW_MS)
+    assert pictures.count() == 1
     assert messages.filter(has_text="tok/s").count() == 1
 
     open_expander(page, "Rename, delete, export")
