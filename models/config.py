@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -31,7 +32,7 @@ from models.options import RapidOcrOptions, TesseractOptions
 from models.safe_yaml import YamlRefused, load_yaml, read_yaml_text
 from models.strict import Identifier, Strict
 from models.team import AuthSettings
-from models.templates import TemplateSpec
+from models.templates import TemplateSpec, builtin_templates
 from utils.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -172,12 +173,25 @@ class AppConfig(Strict):
     endpoints: dict[Identifier, Endpoint] = Field(default_factory=dict)
     runtime: RuntimeSettings = RuntimeSettings()
     ocr: OcrDefaults = OcrDefaults()
-    templates: dict[Identifier, TemplateSpec] = Field(default_factory=dict)
+    templates: dict[Identifier, TemplateSpec] = Field(
+        default_factory=builtin_templates,
+        description="the built-in templates, plus the profile's, which add to them or "
+        "replace one by name",
+    )
     benchmark: BenchmarkDefaults = BenchmarkDefaults()
     cache: CacheSettings = CacheSettings()
     auth: AuthSettings = AuthSettings()
     monitor: MonitorSettings = MonitorSettings()
     alerts: AlertSettings = AlertSettings()
+
+    @field_validator("templates", mode="before")
+    @classmethod
+    def _over_builtin_templates(cls, templates: Any) -> Any:
+        # One copy of the built-in rules: a profile that repeated them would keep
+        # running its old copy after the rules improve.
+        if not isinstance(templates, dict):
+            return templates  # the field's own validation says what is wrong
+        return {**builtin_templates(), **templates}
 
     @model_validator(mode="after")
     def _references(self) -> AppConfig:

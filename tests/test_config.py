@@ -11,7 +11,7 @@ import pytest
 
 from models.config import REPO_ROOT, deep_merge, load_config
 from models.safe_yaml import MAX_EXPANDED_SIZE, MAX_NESTING, MAX_YAML_BYTES, YamlRefused, load_yaml
-from models.templates import templates_from_yaml
+from models.templates import builtin_templates, templates_from_yaml
 from testkit.hostile_profiles import CASES, LIMIT_HINT, HostileProfile, deep_brackets
 from utils.errors import ConfigError
 
@@ -36,6 +36,22 @@ def test_overrides_merge_over_the_catalog() -> None:
     assert blackwell.models["qwen3_vl_4b"].dtype == "bfloat16"
     assert blackwell.models["qwen3_vl_4b"].attn_implementation == "sdpa"
     assert not any(m.trust_remote_code for m in base.models.values())
+
+
+def test_the_built_in_templates_are_the_ones_the_app_runs(tmp_path: Path) -> None:
+    """One copy of the rules: a profile adds a template or replaces one by name, and
+    every shipped profile runs the built-in receipt rules as they are today."""
+    assert load_config().config.templates["receipt"] == builtin_templates()["receipt"]
+    path = _child(
+        tmp_path,
+        "templates:\n"
+        "  delivery_note:\n    fields:\n      supplier: {kind: company}\n"
+        "  invoice:\n    fields:\n      number: {kind: keyword_value, keywords: [INV NO]}\n",
+    )
+    templates = load_config(path).config.templates
+    assert set(templates) == set(builtin_templates()) | {"delivery_note"}
+    assert list(templates["invoice"].fields) == ["number"]
+    assert templates["receipt"] == builtin_templates()["receipt"]
 
 
 def test_env_var_selects_the_profile(monkeypatch: pytest.MonkeyPatch) -> None:
