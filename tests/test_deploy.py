@@ -187,7 +187,7 @@ def test_the_app_can_be_scaled_behind_a_sticky_proxy() -> None:
     # Sticky by the proxy's own cookie, WebSocket upgraded, to the app service's replicas.
     assert "hash $chatvlm_route consistent;" in conf and "server app:8501;" in conf
     assert "proxy_set_header Upgrade $http_upgrade;" in conf
-    assert "Set-Cookie \"chatvlm_route=$chatvlm_route" in conf
+    assert 'Set-Cookie "chatvlm_route=$chatvlm_route' in conf
 
 
 def test_vllm_reserves_nvidia_gpus() -> None:

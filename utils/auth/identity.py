@@ -75,4 +75,3 @@ def user_from_claims(claims: Mapping[str, Any], settings: AuthSettings) -> User 
 
 def _claim_text(value: Any) -> str:
     return str(value)[:_MAX_CLAIM_CHARS] if isinstance(value, str) else ""
-
