@@ -51,6 +51,9 @@ class FieldSpec(BaseModel):
     - ``keywords``: case-insensitive labels or markers; a space also matches no space.
     - ``exclude_keywords``: a line holding any of these is never used (e.g.
       "SUBTOTAL" for a total); for ``address`` they also end the address.
+    - ``region_keywords`` (``address``): states, countries; they mark an address line
+      like ``keywords`` do, and after the postcode only a line holding one of them
+      continues the address ("SELANGOR DARUL EHSAN", not "AMPANG POINT CENTRE").
     - ``pattern``: regex with exactly one capture group. Required for ``regex``;
       for ``keyword_value`` the value must match it (group 1 is kept).
     - ``pick``: when several lines match, take the first or the last in reading order
@@ -66,13 +69,14 @@ class FieldSpec(BaseModel):
     kind: FieldKind
     keywords: list[str] = Field(default_factory=list)
     exclude_keywords: list[str] = Field(default_factory=list)
+    region_keywords: list[str] = Field(default_factory=list)
     pattern: str | None = None
     mrz_field: MrzFieldName | None = None
     pick: Literal["first", "last"] = "first"
     search_lines: int = Field(default=12, ge=1, le=200)
     after_field: str | None = None
 
-    @field_validator("keywords", "exclude_keywords")
+    @field_validator("keywords", "exclude_keywords", "region_keywords")
     @classmethod
     def _no_blank_keywords(cls, keywords: list[str]) -> list[str]:
         if any(not keyword.strip() for keyword in keywords):

@@ -289,6 +289,48 @@ def test_address_takes_a_state_line_after_the_postcode_but_not_a_branch_name(tem
     assert found.value == "TAMAN SERDANG RAYA, 43300 SERI KEMBANGAN, SELANGOR DARUL EHSAN"
 
 
+@pytest.mark.parametrize(
+    ("lines", "address"),
+    [
+        pytest.param(
+            ["GOLDEN BAKERY S/B", "68,", "LORONG KENARI 3", "10200 GEORGE TOWN", "TEL: 04-2261234"],
+            "68, LORONG KENARI 3 10200 GEORGE TOWN",
+            id="house number alone above the street",
+        ),
+        pytest.param(
+            ["THE BEAN CAFE PTE LTD", "70 ANG MO KIO AVENUE 3", "SINGAPORE 753996", "GST REG NO"],
+            "70 ANG MO KIO AVENUE 3 SINGAPORE 753996",
+            id="street with a keyword above a Singapore postcode",
+        ),
+        pytest.param(
+            ["KOPI HOUSE PTE LTD", "9 TAMPINES CENTRAL 1 #03-11", "SINGAPORE 529541", "TEL 6789"],
+            "9 TAMPINES CENTRAL 1 #03-11 SINGAPORE 529541",
+            id="numbered street without a keyword above the postcode",
+        ),
+        pytest.param(
+            ["MEGA HARDWARE SDN BHD", "LOT 1234, BATU 5", "JALAN KLANG LAMA", "INV NO: 88821",
+             "58000 KUALA LUMPUR"],
+            "LOT 1234, BATU 5 JALAN KLANG LAMA",
+            id="an invoice number line ends it",
+        ),
+        pytest.param(
+            ["SEN HENG SDN BHD", "NO 8, JALAN 7/118B,", "56000 KUALA LUMPUR, MALAYSIA",
+             "AMPANG POINT CENTRE"],
+            "NO 8, JALAN 7/118B, 56000 KUALA LUMPUR, MALAYSIA",
+            id="after the postcode a region, not a building",
+        ),
+        pytest.param(
+            ["NASI KANDAR SDN BHD", "(123456-A)", "TAMAN MELATI", "53100 KUALA LUMPUR"],
+            "TAMAN MELATI 53100 KUALA LUMPUR",
+            id="a registration number above is not a house number",
+        ),
+    ],
+)  # fmt: skip
+def test_address_first_and_last_lines(templates, lines: list[str], address: str) -> None:
+    found = extract_fields(templates["receipt"], stacked(*lines))["address"]
+    assert found.value == address
+
+
 def test_nothing_to_find_gives_none_with_zero_confidence(templates) -> None:
     for template in templates.values():
         for value in extract_fields(template, []).values():

@@ -14,7 +14,15 @@ _SURE_ADDRESS_NO_POSTCODE = 0.6
 
 # A 5-digit postcode (MY, US, DE, FR, ...) or a Singapore one; not a lot/unit number.
 _POSTCODE = re.compile(r"(?<![\w-])(\d{5})(?![\d-])|SINGAPORE\s*(\d{6})(?!\d)", re.I)
-_NOT_POSTCODE_BEFORE = re.compile(r"(?:LOT|NO|PT|PTD|UNIT|BLK|BLOCK)\.?\s*$", re.I)
+# ... and not a number after a label: "LOT 12345", "INV NO: 88821", "BLK. 10234".
+_NOT_POSTCODE_BEFORE = re.compile(r"(?:LOT|NO|PT|PTD|UNIT|BLK|BLOCK|INV)\.?\s*[:#]?\s*$", re.I)
+# A house number alone on its line, above the street: "68,", "NO. 13A", "12-1".
+_HOUSE_NUMBER_LINE = re.compile(
+    r"^\s*(?:NO\.?\s*)?\d{1,5}[A-Z]?(?:[-/]\d{1,4}[A-Z]?)?\s*[,.]?\s*$", re.I
+)
+# A street line that starts with its number ("70 ANG MO KIO AVE 3", "12, JALAN X"), or a
+# unit number ("#08-67"): with a postcode line right below it, it starts the address.
+_NUMBERED_STREET = re.compile(r"^\s*\d{1,5}[A-Z]?\b[ ,]+[A-Z]|#\d{1,3}-\d{1,4}", re.I)
 
 
 def _has_postcode(text: str) -> bool:
@@ -30,7 +38,8 @@ def _address_continues(text: str, spec: FieldSpec, seen_postcode: bool) -> bool:
     if is_remark(text):  # "(SELAYANG MALL)", "(GST ID ...)"
         return False
     if seen_postcode:
-        return has_any(text, spec.keywords) and not re.search(r"\d", text)
+        regions = spec.region_keywords or spec.keywords
+        return has_any(text, regions) and not re.search(r"\d", text)
     return True
 
 
@@ -41,11 +50,31 @@ def _address_start(spec: FieldSpec, page: PageLines) -> int | None:
         text = page.lines[i].text
         if has_any(text, spec.exclude_keywords) or is_remark(text):
             continue
-        if has_any(text, spec.keywords):
+        if has_any(text, spec.keywords) or has_any(text, spec.region_keywords):
             return i
         if _has_postcode(text) and len(re.findall(r"[A-Za-z]", text)) >= 3:
             return i
     return None
+
+
+def _earlier_start(start: int, spec: FieldSpec, page: PageLines) -> int:
+    """The line above ``start`` when it is the address's unmarked first line: a house
+    number alone ("68," above "LORONG KENARI 3"), or a numbered street above the
+    postcode line the address was found by ("70 ANG MO KIO AVE 3" above "SINGAPORE
+    753996"). Never above where the search began (the company's line)."""
+    above = start - 1
+    if above < page.first_line(spec):
+        return start
+    text = page.lines[above].text
+    if has_any(text, spec.exclude_keywords) or is_remark(text):
+        return start
+    if _HOUSE_NUMBER_LINE.match(text):
+        return above
+    first = page.lines[start].text
+    starts_at_postcode = _has_postcode(first) and not has_any(first, spec.keywords)
+    if starts_at_postcode and _NUMBERED_STREET.search(text):
+        return above
+    return start
 
 
 def extract_address(spec: FieldSpec, page: PageLines, max_lines: int = 6) -> FieldValue:
@@ -54,6 +83,7 @@ def extract_address(spec: FieldSpec, page: PageLines, max_lines: int = 6) -> Fie
     start = _address_start(spec, page)
     if start is None:
         return NOT_FOUND
+    start = _earlier_start(start, spec, page)
     picked = [start]
     seen_postcode = _has_postcode(lines[start].text)
     for i in range(start + 1, min(start + max_lines, len(lines))):

@@ -7,6 +7,11 @@ raises precision without touching what was really printed.
 PP-OCR's recogniser is trained mostly on Chinese, so on Latin text it now and
 then writes a full-width form ("TOTAL：", "（RM）"); printed Latin text never uses
 those, so fragments without any CJK character get the ASCII form back.
+
+In monospaced receipt fonts the letter O and the digit 0 look alike, and the
+recogniser reads "J0H0R", "0CT", "CL0SED". In an upper-case word whose every
+zero sits before a letter, and after one (or starts the word), the zeros are
+letters; a zero beside a digit or another zero ("A00", "RM10.00") is kept.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ _CJK = re.compile(r"[\u3000-\u30FF\u3400-\u4DBF\u4E00-\u9FFF\uAC00-\uD7AF]")
 # U+FF01..U+FF5E are full-width copies of ASCII 0x21..0x7E, 0xFEE0 apart.
 _FULL_WIDTH_TO_ASCII = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
 
+# An upper-case word of letters and zeros only ("J0H0R"); digits elsewhere keep it out.
+_LETTERS_AND_ZEROS = re.compile(r"(?<![\w])[A-Z0]{3,}(?![\w])")
+
 # Fragments below this confidence are dropped when they carry no letter or digit.
 MIN_CONFIDENCE_SYMBOLS = 0.8
 # Any fragment below this confidence is dropped: the engine itself doubts it.
@@ -32,7 +40,7 @@ def clean_fragments(fragments: list[OcrLine]) -> list[OcrLine]:
     """Fragments worth keeping, with surrounding whitespace trimmed."""
     kept = []
     for fragment in fragments:
-        text = " ".join(_latin_forms(fragment.text).split())
+        text = _letter_o_for_zero(" ".join(_latin_forms(fragment.text).split()))
         if _is_noise(text, fragment.confidence):
             continue
         kept.append(
@@ -44,6 +52,21 @@ def clean_fragments(fragments: list[OcrLine]) -> list[OcrLine]:
 def _latin_forms(text: str) -> str:
     """Full-width ASCII look-alikes as ASCII, unless the fragment is CJK text."""
     return text if _CJK.search(text) else text.translate(_FULL_WIDTH_TO_ASCII)
+
+
+def _letter_o_for_zero(text: str) -> str:
+    """Zeros read in place of the letter O inside upper-case words (see the module doc)."""
+    return _LETTERS_AND_ZEROS.sub(lambda match: _word_with_letter_o(match.group()), text)
+
+
+def _word_with_letter_o(word: str) -> str:
+    if "0" not in word or sum(char.isalpha() for char in word) < 2:
+        return word
+    for i, char in enumerate(word):
+        after = word[i + 1] if i + 1 < len(word) else ""
+        if char == "0" and not (after.isalpha() and (i == 0 or word[i - 1].isalpha())):
+            return word
+    return word.replace("0", "O")
 
 
 def _is_noise(text: str, confidence: float) -> bool:
