@@ -189,11 +189,6 @@ RULE_MISSES: dict[tuple[str, str], str] = {}
 # block; reading order merges or interleaves the two columns' rows.
 _BESIDE = "invoice layout: the right-hand column's rows are read in between the address lines"
 LAYOUT_MISSES = {
-    ("malay shop", "invoice", "liberation-sans", "company"): (
-        "the title 'RESIT' (beside, one row below the larger company name) is read as the "
-        "next line and the company rule runs on into it: 'KEDAI RUNCIT SRI MURNI RESIT'; "
-        "RESIT (Malay for receipt) is not an exclude keyword"
-    ),
     ("malay shop", "invoice", "liberation-sans", "address"): (
         f"{_BESIDE}: 'NO.8,' then 'CASHIER: SITI' stops the address after its first line"
     ),

@@ -37,7 +37,7 @@ from utils.fields.extract import extract_fields  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared/data/sroie-dev"
 FIELDS = ("company", "date", "address", "total")
-LISTS = ("keywords", "exclude_keywords")
+LISTS = ("keywords", "exclude_keywords", "region_keywords")
 
 
 def correct(template: TemplateSpec, item: LabelledItem) -> dict[str, bool]:
