@@ -331,6 +331,25 @@ def test_address_first_and_last_lines(templates, lines: list[str], address: str)
     assert found.value == address
 
 
+def test_address_skips_a_block_printed_beside_it(templates) -> None:
+    """An invoice's number and date on the right, read between the address lines."""
+    rows = [
+        ("MEGA HARDWARE SDN BHD", 40),
+        ("LOT 1234, BATU 5", 40),
+        ("INV NO: 88821", 620),
+        ("JALAN KLANG LAMA", 40),
+        ("DATE: 23/01/2019", 620),
+        ("58000 KUALA LUMPUR", 40),
+        ("TEL: 03-7981 1234", 300),
+    ]
+    lines = [
+        OcrLine(text=text, box=(x, 30 * i, x + 12 * len(text), 30 * i + 20), confidence=1.0)
+        for i, (text, x) in enumerate(rows)
+    ]
+    found = extract_fields(templates["receipt"], lines)
+    assert found["address"].value == "LOT 1234, BATU 5 JALAN KLANG LAMA 58000 KUALA LUMPUR"
+
+
 def test_nothing_to_find_gives_none_with_zero_confidence(templates) -> None:
     for template in templates.values():
         for value in extract_fields(template, []).values():

@@ -189,13 +189,6 @@ RULE_MISSES: dict[tuple[str, str], str] = {}
 # block; reading order merges or interleaves the two columns' rows.
 _BESIDE = "invoice layout: the right-hand column's rows are read in between the address lines"
 LAYOUT_MISSES = {
-    ("malay shop", "invoice", "liberation-sans", "address"): (
-        f"{_BESIDE}: 'NO.8,' then 'CASHIER: SITI' stops the address after its first line"
-    ),
-    ("hardware, amount due", "invoice", "dejavu-sans", "address"): (
-        f"{_BESIDE}: 'INV NO: 88821' is taken as an address line (INV is not excluded) and its "
-        "88821 as the postcode, so the address ends before '58000 KUALA LUMPUR'"
-    ),
     ("stationery, many distractors", "invoice", "liberation-mono", "address"): (
         f"{_BESIDE}: 'NO. 53, JALAN BESAR, RECEIPT NO. : CS1801/26821' is one row (RECEIPT "
         "excludes it), the address starts at '45600 BATANG BERJUNTAI' and 'CASHIER: AMIRAH' "

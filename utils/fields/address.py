@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from models.ocr.base import Box
 from models.templates import NOT_FOUND, FieldSpec, FieldValue
 from utils.fields.page import PageLines
 from utils.fields.text_match import has_any, is_remark
@@ -77,6 +78,14 @@ def _earlier_start(start: int, spec: FieldSpec, page: PageLines) -> int:
     return start
 
 
+def _beside(box: Box | None, column: Box | None) -> bool:
+    """Wholly to the left or right of the address's first line: another block of text
+    on the same rows, such as an invoice's number and date beside the sender's address."""
+    if box is None or column is None:
+        return False
+    return box[0] > column[2] or box[2] < column[0]
+
+
 def extract_address(spec: FieldSpec, page: PageLines, max_lines: int = 6) -> FieldValue:
     """The address lines joined into one value; ``line`` is the first of them."""
     lines = page.lines
@@ -86,7 +95,10 @@ def extract_address(spec: FieldSpec, page: PageLines, max_lines: int = 6) -> Fie
     start = _earlier_start(start, spec, page)
     picked = [start]
     seen_postcode = _has_postcode(lines[start].text)
+    column = lines[start].box
     for i in range(start + 1, min(start + max_lines, len(lines))):
+        if _beside(lines[i].box, column):
+            continue  # a block printed beside the address ("INV NO: 123" on the right)
         if not _address_continues(lines[i].text, spec, seen_postcode):
             break
         picked.append(i)
