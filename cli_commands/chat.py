@@ -4,8 +4,8 @@ The turn is kept like a Chat page turn: a conversation in the user's chats folde
 (``<data_dir>/chats`` for the local operator, ``<data_dir>/users/<id>/chats`` with
 ``--user``) that the page lists too (pass --conversation ID to continue one; another
 user's id is "no saved conversation"). Sampling settings not given on the command
-line come from the conversation, and for a new one from the model's entry in the
-profile, as on the page.
+line come from the conversation; a new one starts, as on the page, with the user's
+own defaults (saved with ⭐ on the Chat page), else the model's entry in the profile.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from models.chat.types import GenerationParams
 from models.config import AppConfig
 from models.registry import create_chat_backend
 from utils.auth import User
+from utils.auth.personal import read_personal_settings
 from utils.chat.conversation import Conversation
 from utils.chat.service import save_question, stream_answer
-from utils.chat.settings import default_chat_model, default_params, require_chat_model
+from utils.chat.settings import default_chat_model, require_chat_model
 from utils.chat.store import ChatStore
-from utils.chat.user_chats import user_chats_dir
+from utils.chat.user_chats import new_chat_settings, user_chats_dir
 from utils.errors import BadInput
 from utils.ocr.pipeline import document_limits
 
@@ -32,7 +33,7 @@ from utils.ocr.pipeline import document_limits
 def run_chat_command(args: argparse.Namespace, config: AppConfig, user: User) -> int:
     """One turn for ``user`` (``PermissionDenied`` when their role may not chat)."""
     store = ChatStore(user_chats_dir(config.data_dir, user), document_limits(config))
-    conversation = _conversation(store, args, config)
+    conversation = _conversation(store, args, config, user)
     require_chat_model(conversation.model_id, config)
     params = _with_overrides(conversation.params, args)
     images = [store.images.add(_read(path), Path(path).name) for path in args.image]
@@ -51,15 +52,28 @@ def run_chat_command(args: argparse.Namespace, config: AppConfig, user: User) ->
     return 0
 
 
-def _conversation(store: ChatStore, args: argparse.Namespace, config: AppConfig) -> Conversation:
+def _conversation(
+    store: ChatStore, args: argparse.Namespace, config: AppConfig, user: User
+) -> Conversation:
     if args.conversation:
         conversation = store.load(args.conversation)
         if conversation is None:
             raise BadInput(f"no saved conversation '{args.conversation}'")
         return conversation
-    model = args.model or default_chat_model(config)
-    params = _with_overrides(default_params(model, config), args)
-    return store.new(model, params, args.system)
+    model, params, system_prompt = _new_chat_settings(args, config, user)
+    return store.new(model, _with_overrides(params, args), args.system or system_prompt)
+
+
+def _new_chat_settings(
+    args: argparse.Namespace, config: AppConfig, user: User
+) -> tuple[str | None, GenerationParams, str]:
+    """The user's own defaults (⭐ on the Chat page) as a new chat there starts with them;
+    ``--model`` replaces their model but keeps their sampling."""
+    personal = read_personal_settings(config.data_dir, user)
+    if args.model:
+        return new_chat_settings(config, personal, [args.model], args.model)
+    chat_models = [key for key, entry in config.models.items() if entry.task != "ocr"]
+    return new_chat_settings(config, personal, chat_models, default_chat_model(config))
 
 
 def _with_overrides(params: GenerationParams, args: argparse.Namespace) -> GenerationParams:

@@ -21,7 +21,8 @@ from testkit.profiles import fake_server_model_yaml, write_test_profile
 from testkit.render import encode
 from utils.auth.accounts import remember_account
 from utils.auth.audit import AuditLog
-from utils.auth.identity import user_id_for
+from utils.auth.identity import User, user_id_for
+from utils.auth.personal import save_personal_settings
 from utils.bench.datasets import LabelledItem
 from utils.bench.engines import BenchEngine, Prediction, create_bench_engine
 from utils.bench.runner import run_benchmark
@@ -341,6 +342,28 @@ def test_chat_as_a_user_uses_their_folder_and_their_own_server(
     other = ["chat", "--conversation", conversation_id, "again?"]
     code, _, err = run(capsys, "--user", "alice@example.com", *other)
     assert code == 1 and f"no saved conversation '{conversation_id}'" in err
+
+
+def test_chat_as_a_user_starts_with_their_own_defaults(
+    team: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results"
+    bob = User(user_id=team["bob"], role="member", email="bob@example.com")
+    save_personal_settings(
+        results, bob, chat_model="fake_vlm", system_prompt="Answer briefly.", max_new_tokens=7
+    )
+    with FakeOpenAIServer() as server:
+        (results / "users" / team["bob"] / "overrides.yaml").write_text(
+            fake_server_model_yaml(server.base_url)
+        )
+        code, _, err = run(capsys, "--user", "bob@example.com", "chat", "hi")
+        assert code == 0, err
+        code, _, err = run(capsys, "--user", "bob@example.com", "chat", "--max-tokens", "9", "hi")
+        assert code == 0, err
+    first, second = (request.body for request in server.chat_requests)
+    assert first["model"] == second["model"]
+    assert first["messages"][0] == {"role": "system", "content": "Answer briefly."}
+    assert (first["max_tokens"], second["max_tokens"]) == (7, 9)
 
 
 def test_users_list_shows_roles_as_the_profile_gives_them_now(
