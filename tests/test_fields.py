@@ -637,3 +637,29 @@ def test_receipt_fields_on_layouts_the_rules_were_not_tuned_on(templates, name: 
     lines, expected = VARIED_RECEIPTS[name]
     found = extract_fields(templates["receipt"], stacked(*lines))
     assert {field: found[field].value for field in expected} == expected
+
+
+def test_address_takes_only_its_own_block_of_a_shared_row(templates) -> None:
+    """Reading order joined "12, JALAN INDAH" and "DATE: 07/03/2019" printed on one row;
+    the blocks keep them apart."""
+
+    def line(text: str, x: int, row: int) -> OcrLine:
+        return OcrLine(
+            text=text, box=(x, 30 * row, x + 12 * len(text), 30 * row + 20), confidence=1
+        )
+
+    rows = [
+        [line("SYARIKAT MAWAR", 40, 0)],
+        [line("12, JALAN INDAH", 40, 1), line("DATE: 07/03/2019", 620, 1)],
+        [line("70200 SEREMBAN", 40, 2), line("CASH BILL", 620, 2)],
+        [line("TEL: 06-761 2345", 40, 3)],
+    ]
+    lines = [OcrLine(text=" ".join(b.text for b in row), box=(40, 30 * i, 900, 30 * i + 20),
+                     confidence=1) for i, row in enumerate(rows)]  # fmt: skip
+    assert (
+        extract_fields(templates["receipt"], lines)["address"].value
+        != "12, JALAN INDAH 70200 SEREMBAN"
+    )
+    found = extract_fields(templates["receipt"], lines, rows)
+    assert found["address"].value == "12, JALAN INDAH 70200 SEREMBAN"
+    assert found["date"].value == "07/03/2019"

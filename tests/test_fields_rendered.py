@@ -182,43 +182,13 @@ CASES = [
 
 FIELDS = ("company", "date", "address", "total")
 
-# Misses of the rules themselves: the printed rows as perfect OCR lines fail too.
-RULE_MISSES: dict[tuple[str, str], str] = {}
-
-# The invoice layout prints the title, date and numbers in a column beside the company
-# block; reading order merges or interleaves the two columns' rows.
-_BESIDE = "invoice layout: the right-hand column's rows are read in between the address lines"
-LAYOUT_MISSES = {
-    ("stationery, many distractors", "invoice", "liberation-mono", "address"): (
-        f"{_BESIDE}: 'NO. 53, JALAN BESAR, RECEIPT NO. : CS1801/26821' is one row (RECEIPT "
-        "excludes it), the address starts at '45600 BATANG BERJUNTAI' and 'CASHIER: AMIRAH' "
-        "ends it"
-    ),
-    ("singapore cafe", "invoice", "dejavu-serif", "address"): (
-        f"{_BESIDE}: '201 ANG MO KIO AVE 3 #01-25' and 'DATE: 07 MAR 2019 ...' are one row "
-        "(DATE excludes it), so the address is only 'SINGAPORE 569933'"
-    ),
-    ("enterprise, address on two lines", "invoice", "liberation-sans-narrow", "address"): (
-        f"{_BESIDE}: 'CASH BILL' is merged onto the first address row and "
-        "'DATE/TIME: ...' ends the address before '81200 JOHOR BAHRU, JOHOR'"
-    ),
-}
-
-
-def _known_miss(spec_name: str, layout: str, font: str, field: str) -> str | None:
-    return RULE_MISSES.get((spec_name, field)) or LAYOUT_MISSES.get(
-        (spec_name, layout, font, field)
-    )
-
 
 def _params() -> list:
     params = []
     for spec_name, layout, font in CASES:
         for field in FIELDS:
-            reason = _known_miss(spec_name, layout, font, field)
-            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
             case_id = f"{spec_name}-{layout}-{font}-{field}".replace(" ", "_").replace(",", "")
-            params.append(pytest.param(spec_name, layout, font, field, marks=marks, id=case_id))
+            params.append(pytest.param(spec_name, layout, font, field, id=case_id))
     return params
 
 
@@ -254,14 +224,7 @@ def test_rendered_receipt_field(read_fields, spec_name, layout, font, field) -> 
 @pytest.mark.parametrize(
     ("spec_name", "field"),
     [
-        pytest.param(
-            spec_name,
-            field,
-            marks=[pytest.mark.xfail(strict=True, reason=RULE_MISSES[spec_name, field])]
-            if (spec_name, field) in RULE_MISSES
-            else [],
-            id=f"{spec_name}-{field}".replace(" ", "_").replace(",", ""),
-        )
+        pytest.param(spec_name, field, id=f"{spec_name}-{field}".replace(" ", "_").replace(",", ""))
         for spec_name in SPECS
         for field in FIELDS
     ],

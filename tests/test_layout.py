@@ -9,7 +9,7 @@ import pytest
 
 from models.ocr.base import OcrLine
 from utils.ocr.markdown import table_rows, to_markdown
-from utils.ocr.reading_order import reading_order, visual_lines
+from utils.ocr.reading_order import line_blocks, reading_order, visual_lines
 from utils.ocr.skew import skew_from_boxes
 
 CHAR_WIDTH = 10
@@ -377,3 +377,32 @@ def test_text_without_positions_keeps_its_order() -> None:
     assert [line.text for line in reading_order(lines)] == ["B first", "A second"]
     assert to_markdown(lines) == "B first\nA second"
     assert table_rows(lines) == []
+
+
+def test_line_blocks_split_a_row_at_wide_gaps_only() -> None:
+    """An address and the invoice number printed beside it are two blocks of one line;
+    a label and its value a word space apart stay one."""
+    fragments = [
+        frag("12, JALAN INDAH", 40, 100),
+        frag("INV NO: 881", 600, 101),
+        frag("TOTAL", 40, 140),
+        frag("10.00", 40 + 5 * CHAR_WIDTH + 8, 140),
+    ]
+    blocks = line_blocks(fragments)
+    assert [line.text for line in reading_order(fragments)] == [
+        "12, JALAN INDAH INV NO: 881",
+        "TOTAL 10.00",
+    ]
+    assert [[b.text for b in line] for line in blocks] == [
+        ["12, JALAN INDAH", "INV NO: 881"],
+        ["TOTAL 10.00"],
+    ]
+    assert blocks[0][1].box == fragments[1].box
+
+
+def test_line_blocks_of_text_without_positions_are_empty() -> None:
+    lines = [
+        OcrLine(text="A", box=None, confidence=1.0),
+        OcrLine(text=" ", box=None, confidence=1.0),
+    ]
+    assert line_blocks(lines) == [[]]

@@ -19,6 +19,7 @@ def cleaned(text: str, confidence: float = 0.95) -> str | None:
         ("81100 J0H0R BAHRU", "81100 JOHOR BAHRU"),
         ("DATE : 02 0CT 2018", "DATE : 02 OCT 2018"),
         ("CL0SED ON M0NDAY", "CLOSED ON MONDAY"),
+        ("S00N FATT MALL", "SOON FATT MALL"),
         ("SINGAP0RE 048616", "SINGAPORE 048616"),
         # zeros beside a digit or a zero, or ending a word, are digits
         ("RM10.00 A00 B0 X10Y", "RM10.00 A00 B0 X10Y"),

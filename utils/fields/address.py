@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from models.ocr.base import Box
+from models.ocr.base import Box, OcrLine
 from models.templates import NOT_FOUND, FieldSpec, FieldValue
 from utils.fields.page import PageLines
 from utils.fields.text_match import has_any, is_remark
@@ -44,18 +44,23 @@ def _address_continues(text: str, spec: FieldSpec, seen_postcode: bool) -> bool:
     return True
 
 
-def _address_start(spec: FieldSpec, page: PageLines) -> int | None:
-    """The first line with an address marker, or a postcode next to a place name."""
+def _address_start(spec: FieldSpec, page: PageLines) -> tuple[int, OcrLine] | None:
+    """The first line (and its block) with an address marker, or a postcode next to a
+    place name."""
     top = page.first_line(spec)
     for i in range(top, min(top + spec.search_lines, len(page.lines))):
-        text = page.lines[i].text
-        if has_any(text, spec.exclude_keywords) or is_remark(text):
-            continue
-        if has_any(text, spec.keywords) or has_any(text, spec.region_keywords):
-            return i
-        if _has_postcode(text) and len(re.findall(r"[A-Za-z]", text)) >= 3:
-            return i
+        for block in page.blocks_of(i):
+            if _starts_address(block.text, spec):
+                return i, block
     return None
+
+
+def _starts_address(text: str, spec: FieldSpec) -> bool:
+    if has_any(text, spec.exclude_keywords) or is_remark(text):
+        return False
+    if has_any(text, spec.keywords) or has_any(text, spec.region_keywords):
+        return True
+    return _has_postcode(text) and len(re.findall(r"[A-Za-z]", text)) >= 3
 
 
 def _earlier_start(start: int, spec: FieldSpec, page: PageLines) -> int:
@@ -87,24 +92,38 @@ def _beside(box: Box | None, column: Box | None) -> bool:
 
 
 def extract_address(spec: FieldSpec, page: PageLines, max_lines: int = 6) -> FieldValue:
-    """The address lines joined into one value; ``line`` is the first of them."""
-    lines = page.lines
-    start = _address_start(spec, page)
-    if start is None:
+    """The address lines joined into one value; ``line`` is the first of them. Only the
+    blocks in the address's column count: text printed beside it on the same rows is
+    not part of it."""
+    found = _address_start(spec, page)
+    if found is None:
         return NOT_FOUND
-    start = _earlier_start(start, spec, page)
-    picked = [start]
-    seen_postcode = _has_postcode(lines[start].text)
-    column = lines[start].box
-    for i in range(start + 1, min(start + max_lines, len(lines))):
-        if _beside(lines[i].box, column):
+    first, block = found
+    start = _earlier_start(first, spec, page)
+    picked = [(i, page.lines[i]) for i in range(start, first)] + [(first, block)]
+    column = block.box
+    seen_postcode = _has_postcode(block.text)
+    for i in range(first + 1, min(start + max_lines, len(page.lines))):
+        in_column = [b for b in page.blocks_of(i) if not _beside(b.box, column)]
+        if not in_column:
             continue  # a block printed beside the address ("INV NO: 123" on the right)
-        if not _address_continues(lines[i].text, spec, seen_postcode):
+        row = _joined(in_column)
+        if not _address_continues(row.text, spec, seen_postcode):
             break
-        picked.append(i)
-        seen_postcode = seen_postcode or _has_postcode(lines[i].text)
+        picked.append((i, row))
+        seen_postcode = seen_postcode or _has_postcode(row.text)
     sure = _SURE_ADDRESS_WITH_POSTCODE if seen_postcode else _SURE_ADDRESS_NO_POSTCODE
-    value = " ".join(lines[i].text.strip() for i in picked)
-    confidence = min(lines[i].confidence for i in picked) * sure
-    page.last_line = picked[-1]
+    value = " ".join(row.text.strip() for _, row in picked)
+    confidence = min(row.confidence for _, row in picked) * sure
+    page.last_line = picked[-1][0]
     return FieldValue(value=value, confidence=confidence, line=start)
+
+
+def _joined(blocks: list[OcrLine]) -> OcrLine:
+    if len(blocks) == 1:
+        return blocks[0]
+    return OcrLine(
+        text=" ".join(b.text for b in blocks),
+        box=blocks[0].box,
+        confidence=min(b.confidence for b in blocks),
+    )

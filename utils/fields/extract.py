@@ -33,9 +33,12 @@ _EXTRACTORS: dict[str, Callable[[FieldSpec, PageLines], FieldValue]] = {
 }
 
 
-def extract_fields(template: TemplateSpec, lines: list[OcrLine]) -> dict[str, FieldValue]:
-    """Every field of ``template`` found in ``lines`` (OCR lines in reading order)."""
-    page = PageLines(lines)
+def extract_fields(
+    template: TemplateSpec, lines: list[OcrLine], blocks: list[list[OcrLine]] | None = None
+) -> dict[str, FieldValue]:
+    """Every field of ``template`` found in ``lines`` (OCR lines in reading order);
+    ``blocks``, when the page has positions, holds each line's blocks (see PageLines)."""
+    page = PageLines(lines, blocks)
     for name, spec in template.fields.items():
         page.last_line = None
         found = _EXTRACTORS[spec.kind](spec, page)

@@ -13,6 +13,9 @@ class PageLines:
     """The lines of one page plus what several fields share (the MRZ, parsed once)."""
 
     lines: list[OcrLine]
+    # Per line, its blocks: the parts of the line that a wide gap separates, left to
+    # right ("12, JALAN INDAH" and "INV NO: 881" printed on one row); None: no positions.
+    blocks: list[list[OcrLine]] | None = None
     found: dict[str, FieldValue] = field(default_factory=dict)
     # Last line of each found value; an extractor whose value spans several
     # lines sets ``last_line`` (``FieldValue.line`` is the first one).
@@ -20,6 +23,12 @@ class PageLines:
     last_line: int | None = None
     # Every MRZ field, filled by the first MRZ field read (``mrz.extract_mrz``).
     mrz: dict[str, FieldValue] | None = None
+
+    def blocks_of(self, index: int) -> list[OcrLine]:
+        """The blocks of line ``index``; the line itself when it has no separate blocks."""
+        if self.blocks is None or len(self.blocks) != len(self.lines) or not self.blocks[index]:
+            return [self.lines[index]]
+        return self.blocks[index]
 
     def first_line(self, spec: FieldSpec) -> int:
         """Where searching starts: below ``spec.after_field``'s value when that was found."""

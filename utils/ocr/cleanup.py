@@ -9,9 +9,9 @@ then writes a full-width form ("TOTAL：", "（RM）"); printed Latin text never
 those, so fragments without any CJK character get the ASCII form back.
 
 In monospaced receipt fonts the letter O and the digit 0 look alike, and the
-recogniser reads "J0H0R", "0CT", "CL0SED". In an upper-case word whose every
-zero sits before a letter, and after one (or starts the word), the zeros are
-letters; a zero beside a digit or another zero ("A00", "RM10.00") is kept.
+recogniser reads "J0H0R", "0CT", "S00N". In an upper-case word whose every run
+of zeros sits before a letter, and after one (or starts the word), the zeros are
+letters; zeros that end a word or touch a digit ("A00", "RM10.00") are kept.
 """
 
 from __future__ import annotations
@@ -62,9 +62,9 @@ def _letter_o_for_zero(text: str) -> str:
 def _word_with_letter_o(word: str) -> str:
     if "0" not in word or sum(char.isalpha() for char in word) < 2:
         return word
-    for i, char in enumerate(word):
-        after = word[i + 1] if i + 1 < len(word) else ""
-        if char == "0" and not (after.isalpha() and (i == 0 or word[i - 1].isalpha())):
+    for run in re.finditer(r"0+", word):
+        after = word[run.end() : run.end() + 1]
+        if not (after.isalpha() and (run.start() == 0 or word[run.start() - 1].isalpha())):
             return word
     return word.replace("0", "O")
 

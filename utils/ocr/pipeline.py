@@ -32,7 +32,7 @@ from utils.fields.extract import extract_fields
 from utils.ocr.budget import TimeBudget, first_expired
 from utils.ocr.cleanup import clean_fragments
 from utils.ocr.markdown import to_markdown
-from utils.ocr.reading_order import reading_order
+from utils.ocr.reading_order import line_blocks, reading_order
 from utils.storage import VersionedRecord, utc_now_iso
 
 FieldsPer = Literal["document", "page"]
@@ -272,11 +272,12 @@ def _extract_template_fields(result: DocumentResult, template: TemplateSpec) -> 
     all lines in page order, each noted with the page its first line is on."""
     if result.fields_per == "page":
         for page in result.pages:
-            page.fields = extract_fields(template, page.lines)
+            page.fields = extract_fields(template, page.lines, line_blocks(page.fragments))
         return
     lines = [line for page in result.pages for line in page.lines]
+    blocks = [blocks for page in result.pages for blocks in line_blocks(page.fragments)]
     line_pages = [page.page for page in result.pages for _ in page.lines]
-    result.fields = extract_fields(template, lines)
+    result.fields = extract_fields(template, lines, blocks)
     result.field_pages = {
         name: line_pages[found.line]
         for name, found in result.fields.items()

@@ -40,6 +40,10 @@ from utils.ocr.skew import canonical_key, deskewed, skew_from_boxes
 MIN_GUTTER = 1.0
 """Narrowest column gutter, in line heights: wider than any word space (~0.3)."""
 
+BLOCK_GAP = 2.0
+"""Parts of one visual line at least this many line heights apart are separate blocks
+(an address and the invoice number printed beside it), for the field rules."""
+
 MIN_COLUMN_LINES = 3
 MIN_COLUMN_FILL = 0.7
 """Running text fills most of its column; receipt labels and amounts do not."""
@@ -72,6 +76,27 @@ def reading_order(fragments: Iterable[OcrLine]) -> list[OcrLine]:
     if not positioned(fragments):
         return [f for f in fragments if f.text.strip()]
     return [line.to_ocr_line() for line in visual_lines(fragments)]
+
+
+def line_blocks(fragments: Iterable[OcrLine]) -> list[list[OcrLine]]:
+    """Per line of ``reading_order`` (same order), its blocks left to right: runs of
+    fragments without a gap of ``BLOCK_GAP`` line heights, each merged into one OcrLine.
+    Empty lists when the fragments have no positions."""
+    fragments = list(fragments)
+    if not positioned(fragments):
+        return [[] for f in fragments if f.text.strip()]
+    lines = visual_lines(fragments)
+    height = median_height(part for line in lines for part in line.parts)
+    return [_blocks(line, BLOCK_GAP * height) for line in lines]
+
+
+def _blocks(line: VisualLine, min_gap: float) -> list[OcrLine]:
+    runs: list[list[Fragment]] = [[line.parts[0]]]
+    for before, part in zip(line.parts, line.parts[1:], strict=False):
+        if part.left - before.right >= min_gap:
+            runs.append([])
+        runs[-1].append(part)
+    return [VisualLine(tuple(run)).to_ocr_line() for run in runs]
 
 
 # ---------------------------------------------------------------------------
