@@ -663,3 +663,14 @@ def test_address_takes_only_its_own_block_of_a_shared_row(templates) -> None:
     found = extract_fields(templates["receipt"], lines, rows)
     assert found["address"].value == "12, JALAN INDAH 70200 SEREMBAN"
     assert found["date"].value == "07/03/2019"
+
+
+def test_company_does_not_run_into_a_title_printed_beside_it(templates) -> None:
+    lines = [
+        OcrLine(text="DELIMA STATIONERY & BOOKS", box=(40, 0, 420, 24), confidence=1.0),
+        OcrLine(text="CASH BILL", box=(640, 30, 760, 50), confidence=1.0),
+        OcrLine(text="NO 8, JALAN INDAH", box=(40, 60, 250, 80), confidence=1.0),
+    ]
+    assert extract_fields(templates["receipt"], lines)["company"].value == (
+        "DELIMA STATIONERY & BOOKS"
+    )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from models.ocr.base import Box, OcrLine
+from models.ocr.base import OcrLine
 from models.templates import NOT_FOUND, FieldSpec, FieldValue
-from utils.fields.page import PageLines
+from utils.fields.page import PageLines, beside
 from utils.fields.text_match import has_any, is_remark
 
 # How sure the address is: with a postcode among its lines, or without one.
@@ -83,14 +83,6 @@ def _earlier_start(start: int, spec: FieldSpec, page: PageLines) -> int:
     return start
 
 
-def _beside(box: Box | None, column: Box | None) -> bool:
-    """Wholly to the left or right of the address's first line: another block of text
-    on the same rows, such as an invoice's number and date beside the sender's address."""
-    if box is None or column is None:
-        return False
-    return box[0] > column[2] or box[2] < column[0]
-
-
 def extract_address(spec: FieldSpec, page: PageLines, max_lines: int = 6) -> FieldValue:
     """The address lines joined into one value; ``line`` is the first of them. Only the
     blocks in the address's column count: text printed beside it on the same rows is
@@ -104,7 +96,7 @@ def extract_address(spec: FieldSpec, page: PageLines, max_lines: int = 6) -> Fie
     column = block.box
     seen_postcode = _has_postcode(block.text)
     for i in range(first + 1, min(start + max_lines, len(page.lines))):
-        in_column = [b for b in page.blocks_of(i) if not _beside(b.box, column)]
+        in_column = [b for b in page.blocks_of(i) if not beside(b.box, column)]
         if not in_column:
             continue  # a block printed beside the address ("INV NO: 123" on the right)
         row = _joined(in_column)

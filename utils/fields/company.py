@@ -6,7 +6,7 @@ import re
 
 from models.ocr.base import OcrLine
 from models.templates import NOT_FOUND, FieldSpec, FieldValue
-from utils.fields.page import PageLines
+from utils.fields.page import PageLines, beside
 from utils.fields.text_match import has_any, is_remark, keyword_regex
 
 # How sure the name is: a line with a company marker ("SDN BHD"), or else the
@@ -87,6 +87,8 @@ def _span_end(spec: FieldSpec, lines: list[OcrLine], anchor: int) -> int:
         current, following = lines[end].text, lines[end + 1].text
         if not _usable_name_line(following, spec) or is_remark(following):
             break
+        if beside(lines[end + 1].box, lines[end].box):
+            break  # a title printed beside the name ("CASH BILL" on the right)
         if _unclosed_paren(current) or _starts_with_marker(following, spec.keywords):
             end += 1
             continue

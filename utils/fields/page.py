@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from models.ocr.base import OcrLine
+from models.ocr.base import Box, OcrLine
 from models.templates import FieldSpec, FieldValue
 
 
@@ -34,3 +34,11 @@ class PageLines:
         """Where searching starts: below ``spec.after_field``'s value when that was found."""
         end = self.ends.get(spec.after_field or "")
         return end + 1 if end is not None else 0
+
+
+def beside(box: Box | None, column: Box | None) -> bool:
+    """Wholly to the left or right of ``column``: another block of text on the same rows,
+    such as an invoice's number and date beside the sender's name and address."""
+    if box is None or column is None:
+        return False
+    return box[0] > column[2] or box[2] < column[0]
