@@ -339,7 +339,11 @@ def test_address_skips_a_block_printed_beside_it(templates) -> None:
         ("INV NO: 88821", 620),
         ("JALAN KLANG LAMA", 40),
         ("DATE: 23/01/2019", 620),
+        ("TAMAN DESA", 40),
+        ("CASHIER: SITI", 620),
+        ("TABLE 5", 620),
         ("58000 KUALA LUMPUR", 40),
+        ("WILAYAH PERSEKUTUAN", 40),
         ("TEL: 03-7981 1234", 300),
     ]
     lines = [
@@ -347,7 +351,9 @@ def test_address_skips_a_block_printed_beside_it(templates) -> None:
         for i, (text, x) in enumerate(rows)
     ]
     found = extract_fields(templates["receipt"], lines)
-    assert found["address"].value == "LOT 1234, BATU 5 JALAN KLANG LAMA 58000 KUALA LUMPUR"
+    assert found["address"].value == (
+        "LOT 1234, BATU 5 JALAN KLANG LAMA TAMAN DESA 58000 KUALA LUMPUR WILAYAH PERSEKUTUAN"
+    )
 
 
 def test_nothing_to_find_gives_none_with_zero_confidence(templates) -> None:

@@ -95,7 +95,10 @@ def extract_address(spec: FieldSpec, page: PageLines, max_lines: int = 6) -> Fie
     picked = [(i, page.lines[i]) for i in range(start, first)] + [(first, block)]
     column = block.box
     seen_postcode = _has_postcode(block.text)
-    for i in range(first + 1, min(start + max_lines, len(page.lines))):
+    # Lines beside the address do not count towards ``max_lines``; the window is bounded.
+    for i in range(first + 1, min(start + 2 * max_lines, len(page.lines))):
+        if len(picked) == max_lines:
+            break
         in_column = [b for b in page.blocks_of(i) if not beside(b.box, column)]
         if not in_column:
             continue  # a block printed beside the address ("INV NO: 123" on the right)
