@@ -42,7 +42,8 @@ class FieldSpec(BaseModel):
       ``company``: the business name near the top (a line holding one of
       ``keywords``, e.g. "SDN BHD", else the first plausible line).
       ``address``: the lines starting at the first one holding one of
-      ``keywords`` (street words, state names) up to the postcode line.
+      ``keywords`` (street words) or ``region_keywords`` up to the postcode line
+      and its region.
       ``date``: a printed date, preferably on a line labelled with ``keywords``.
       ``amount``: a money amount on a line labelled with ``keywords``.
       ``keyword_value``: the text after a label (or on the line below it).
