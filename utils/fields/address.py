@@ -92,7 +92,9 @@ def extract_address(spec: FieldSpec, page: PageLines, max_lines: int = 6) -> Fie
         return NOT_FOUND
     first, block = found
     start = _earlier_start(first, spec, page)
-    picked = [(i, page.lines[i]) for i in range(start, first)] + [(first, block)]
+    # (line index, text, confidence) of each address line, first to last
+    picked = [(i, page.lines[i].text, page.lines[i].confidence) for i in range(start, first)]
+    picked.append((first, block.text, block.confidence))
     column = block.box
     seen_postcode = _has_postcode(block.text)
     # Lines beside the address do not count towards ``max_lines``; the window is bounded.
@@ -102,23 +104,13 @@ def extract_address(spec: FieldSpec, page: PageLines, max_lines: int = 6) -> Fie
         in_column = [b for b in page.blocks_of(i) if not beside(b.box, column)]
         if not in_column:
             continue  # a block printed beside the address ("INV NO: 123" on the right)
-        row = _joined(in_column)
-        if not _address_continues(row.text, spec, seen_postcode):
+        text = " ".join(b.text for b in in_column)
+        if not _address_continues(text, spec, seen_postcode):
             break
-        picked.append((i, row))
-        seen_postcode = seen_postcode or _has_postcode(row.text)
+        picked.append((i, text, min(b.confidence for b in in_column)))
+        seen_postcode = seen_postcode or _has_postcode(text)
     sure = _SURE_ADDRESS_WITH_POSTCODE if seen_postcode else _SURE_ADDRESS_NO_POSTCODE
-    value = " ".join(row.text.strip() for _, row in picked)
-    confidence = min(row.confidence for _, row in picked) * sure
+    value = " ".join(text.strip() for _, text, _ in picked)
+    confidence = min(line_confidence for _, _, line_confidence in picked) * sure
     page.last_line = picked[-1][0]
     return FieldValue(value=value, confidence=confidence, line=start)
-
-
-def _joined(blocks: list[OcrLine]) -> OcrLine:
-    if len(blocks) == 1:
-        return blocks[0]
-    return OcrLine(
-        text=" ".join(b.text for b in blocks),
-        box=blocks[0].box,
-        confidence=min(b.confidence for b in blocks),
-    )
