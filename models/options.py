@@ -68,6 +68,11 @@ class RapidOcrOptions(BaseModel):
         default=True,
         description="Put back word spaces the recogniser dropped, where the crop shows a gap.",
     )
+    find_colons: bool = Field(
+        default=True,
+        description="Add the lone colons the detector missed (two stacked dots between two "
+        "fragments of a line).",
+    )
 
     def rapidocr_params(self, model_dir: Path, onnxruntime: Any) -> dict[str, Any]:
         """The ``params`` dict RapidOCR's constructor expects (dotted config keys).

@@ -24,6 +24,9 @@ Spaces: the recogniser often drops the space between two words ("TAXINVOICE").
 line crop and the CTC position of each character, and ``models.ocr.spacing`` puts
 a space back where the crop shows a blank run as wide as a character cell
 (word F1 on the 63 SROIE dev receipts 0.887 -> 0.906).
+
+Colons: the detector often finds no box for a lone ':' between a label and its
+value; ``models.ocr.colons`` adds the ones the page shows between two fragments.
 """
 
 from __future__ import annotations
@@ -224,9 +227,14 @@ class RapidOcrEngine:
                 respaced_text(text, info, crop)
                 for text, info, crop in zip(texts, recognised.word_results, crops, strict=True)
             ]
-        return lines_from_output(
+        lines = lines_from_output(
             _Output(boxes, texts, recognised.scores), rgb.width, rgb.height, self.options.text_score
         )
+        if self.options.find_colons:
+            from models.ocr.colons import find_colons
+
+            lines += find_colons(np.asarray(rgb.convert("L")), lines)
+        return lines
 
     def page_quarter_turns(self, image: Image.Image) -> int:
         """Counter-clockwise quarter turns (0-3) that make this page upright.

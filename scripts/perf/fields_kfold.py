@@ -8,8 +8,8 @@ template's keyword lists are tuned on the other folds and scored on this one.
 
 Tuning, the procedure every fold repeats: each keyword of each field (labels and
 exclusions) is taken out in turn; the training receipts it decides are counted
-(right with it and wrong without = helps; the other way round = hurts). A keyword is
-kept when it helps at least ``--min-support`` training receipts more than it hurts, or
+(right with it and wrong without = helps; the other way round = hurts), each against
+the template as tuned so far (backward elimination). A keyword is kept when it helps at least ``--min-support`` training receipts more than it hurts, or
 decides none (a generic label kept for documents to come); one that only helps a
 single receipt is dropped. The tuned template then reads the held-out fold.
 
@@ -57,21 +57,23 @@ def without(template: TemplateSpec, field: str, kind: str, word: str) -> Templat
 
 
 def tune(template: TemplateSpec, train: list[LabelledItem], min_support: int):
-    """The template with the keywords the training receipts do not justify taken out."""
-    base = {i.item_id: correct(template, i) for i in train}
+    """The template with the keywords the training receipts do not justify taken out.
+
+    Backward elimination: each keyword is judged against the template as tuned so far,
+    so two keywords that cover for each other are never both dropped because each
+    looked redundant while the other was still there.
+    """
     tuned, dropped = template, []
+    base = {i.item_id: correct(tuned, i) for i in train}
     for field in FIELDS:
         for kind in LISTS:
             for word in getattr(template.fields[field], kind):
-                trial = without(template, field, kind, word)
-                helps = hurts = 0
-                for item in train:
-                    before, after = base[item.item_id][field], correct(trial, item)[field]
-                    helps += before and not after
-                    hurts += after and not before
-                decides = helps + hurts
-                if decides and helps - hurts < min_support:
-                    tuned = without(tuned, field, kind, word)
+                trial = without(tuned, field, kind, word)
+                after = {i.item_id: correct(trial, i) for i in train}
+                helps = sum(base[k][field] and not after[k][field] for k in base)
+                hurts = sum(after[k][field] and not base[k][field] for k in base)
+                if (helps or hurts) and helps - hurts < min_support:
+                    tuned, base = trial, after
                     dropped.append(f"{field}.{kind}:{word}({helps}/{hurts})")
     return tuned, dropped
 
