@@ -324,6 +324,18 @@ def test_address_takes_a_state_line_after_the_postcode_but_not_a_branch_name(tem
             "TAMAN MELATI 53100 KUALA LUMPUR",
             id="a registration number above is not a house number",
         ),
+        pytest.param(
+            ["PIZZA HUT", "ROC NO : 001694261248", "30, JLN KEBUDAYAAN 7,",
+             "81300 SKUDAI, JOHOR"],
+            "30, JLN KEBUDAYAAN 7, 81300 SKUDAI, JOHOR",
+            id="a labelled number above is not its first line",
+        ),
+        pytest.param(
+            ["KEDAI RUNCIT ABC", "NO 8, JALAN BESAR,", "HP NO : 012 - 665 1783",
+             "56000 KUALA LUMPUR"],
+            "NO 8, JALAN BESAR,",
+            id="a labelled number ends it",
+        ),
     ],
 )  # fmt: skip
 def test_address_first_and_last_lines(templates, lines: list[str], address: str) -> None:

@@ -7,7 +7,7 @@ import re
 from models.ocr.base import OcrLine
 from models.templates import NOT_FOUND, FieldSpec, FieldValue
 from utils.fields.page import PageLines, beside
-from utils.fields.text_match import has_any, is_remark
+from utils.fields.text_match import has_any, is_labelled_number, is_remark
 
 # How sure the address is: with a postcode among its lines, or without one.
 _SURE_ADDRESS_WITH_POSTCODE = 0.8
@@ -36,7 +36,7 @@ def _address_continues(text: str, spec: FieldSpec, seen_postcode: bool) -> bool:
     """After the postcode only a region line may follow ("SELANGOR DARUL EHSAN")."""
     if has_any(text, spec.exclude_keywords) or not re.search(r"[A-Za-z]", text):
         return False
-    if is_remark(text):  # "(SELAYANG MALL)", "(GST ID ...)"
+    if is_remark(text) or is_labelled_number(text):  # "(SELAYANG MALL)", "TEL: 03-1234"
         return False
     if seen_postcode:
         regions = spec.region_keywords or spec.keywords
@@ -56,7 +56,7 @@ def _address_start(spec: FieldSpec, page: PageLines) -> tuple[int, OcrLine] | No
 
 
 def _starts_address(text: str, spec: FieldSpec) -> bool:
-    if has_any(text, spec.exclude_keywords) or is_remark(text):
+    if has_any(text, spec.exclude_keywords) or is_remark(text) or is_labelled_number(text):
         return False
     if has_any(text, spec.keywords) or has_any(text, spec.region_keywords):
         return True

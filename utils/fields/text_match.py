@@ -50,3 +50,15 @@ def is_remark(text: str) -> bool:
     """A line wholly in parentheses ("(SUBANG JASA)", "(GST ID ...)") is a side note."""
     stripped = text.strip()
     return stripped.startswith("(") and stripped.endswith(")")
+
+
+# "GST REF NO : 001694261248", "COMPANY NO :256628-W", "TEL: 03-3271 9872": a label, a
+# colon, then only a number or code with at least five digits.
+_LABELLED_NUMBER = re.compile(
+    r"^[^\d:]{2,40}:\s*[A-Z]{0,3}(?:\d[\s./-]*){5,}[A-Z]?\s*\)?\s*$", re.I
+)
+
+
+def is_labelled_number(text: str) -> bool:
+    """A registration, tax or phone number after its label: never part of an address."""
+    return bool(_LABELLED_NUMBER.match(text))
