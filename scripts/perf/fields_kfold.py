@@ -9,9 +9,10 @@ template's keyword lists are tuned on the other folds and scored on this one.
 Tuning, the procedure every fold repeats: each keyword of each field (labels and
 exclusions) is taken out in turn; the training receipts it decides are counted
 (right with it and wrong without = helps; the other way round = hurts), each against
-the template as tuned so far (backward elimination). A keyword is kept when it helps at least ``--min-support`` training receipts more than it hurts, or
-decides none (a generic label kept for documents to come); one that only helps a
-single receipt is dropped. The tuned template then reads the held-out fold.
+the template as tuned so far (backward elimination). A keyword is kept when it helps
+at least ``--min-support`` training receipts more than it hurts, or decides none (a
+generic label kept for documents to come); one that only helps a single receipt is
+dropped. The tuned template then reads the held-out fold.
 
 Prints per fold: keywords dropped, training and held-out accuracy (mean of company,
 date, address, total), the shipped template on the same held-out fold, then the
