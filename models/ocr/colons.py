@@ -14,6 +14,7 @@ Anything less clear adds nothing; the recogniser's own text is never changed.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -87,11 +88,15 @@ def find_colons(gray: np.ndarray, fragments: Sequence[OcrLine]) -> list[OcrLine]
 
 def line_neighbours(fragments: Sequence[OcrLine]) -> list[tuple[OcrLine, OcrLine]]:
     """Each fragment with the nearest one to its right on the same line, if any."""
+    by_left = sorted(fragments, key=lambda fragment: fragment.box[0])
+    lefts = [fragment.box[0] for fragment in by_left]
     pairs = []
     for fragment in fragments:
-        beside = [other for other in fragments if _right_of(fragment.box, other.box)]
-        if beside:
-            pairs.append((fragment, min(beside, key=lambda other: other.box[0])))
+        start = bisect.bisect_left(lefts, fragment.box[2])
+        beside = (other for other in by_left[start:] if _right_of(fragment.box, other.box))
+        nearest = next(beside, None)
+        if nearest is not None:
+            pairs.append((fragment, nearest))
     return pairs
 
 
