@@ -82,6 +82,7 @@ def test_hostile_benchmark_prediction_is_inert_in_diff(
     newest = h.grid_rows(page, page.locator('[data-testid="stDataFrame"]').first)[0]
     assert newest[1] == "e2e-hostile", newest
     choose_run(page, "e2e-hostile")
+    h.choose(page, "Item", "hostile")
     diff = h.grid_rows(page, h.grid_with_column(page, "prediction").first)
     predicted = " ".join(row[2] for row in diff)
     assert SCRIPT_TAG in predicted and "onerror=" in predicted, predicted[:500]
