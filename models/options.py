@@ -68,6 +68,13 @@ class RapidOcrOptions(BaseModel):
         default=True,
         description="Put back word spaces the recogniser dropped, where the crop shows a gap.",
     )
+    characters: Literal["ascii", "all"] = Field(
+        default="ascii",
+        description="What the recogniser may write: 'ascii' (letters, digits and punctuation "
+        "of English and Malay print; where the model's first choice is an accent or another "
+        "script, its likeliest ASCII character is taken) or 'all' (every character the model "
+        "knows: accents, Chinese, Cyrillic...).",
+    )
     find_colons: bool = Field(
         default=True,
         description="Add the lone colons the detector missed (two stacked dots between two "

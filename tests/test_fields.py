@@ -193,6 +193,8 @@ def test_total_amount_formats(templates, printed: str, amount: str) -> None:
         ("05 MAY 18", "05 MAY 18"),
         ("March 10, 2018", "March 10, 2018"),
         ("17.01.18", "17.01.18"),
+        ("DATE 18 /04/2017", "18 /04/2017"),  # OCR's stray space next to a separator
+        ("2017 -12- 28", "2017 -12- 28"),
         ("32/13/2018", None),
         ("TEL 07-3523888", None),
         ("JALAN 7/118B", None),

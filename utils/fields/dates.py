@@ -22,11 +22,14 @@ _SURE_UNLABELLED = 0.6
 _MONTH = r"(?:JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|SEPT|OCT|NOV|DEC)[A-Z]*\.?"
 # A 19xx/20xx or two-digit year; OCR often glues the time on ("05-03-201819:02:50").
 _YEAR = r"((?:19|20)\d{2}|\d{2})(?:(?!\d)|(?=\d{1,2}:\d{2}))"
+# OCR may put a space next to a separator ("18 /04/2017"): one is allowed on each side.
+_SEP = r" ?([/.-]) ?"
+_SAME_SEP = r" ?\2 ?"
 _DATE_PATTERNS = [
     # 25/12/2018, 12-28-2017, 17.01.18
-    re.compile(rf"(?<![\dA-Za-z])(\d{{1,2}})([/.-])(\d{{1,2}})\2{_YEAR}"),
+    re.compile(rf"(?<![\dA-Za-z])(\d{{1,2}}){_SEP}(\d{{1,2}}){_SAME_SEP}{_YEAR}"),
     # 2017-12-28
-    re.compile(r"(?<![\dA-Za-z])(\d{4})([/.-])(\d{1,2})\2(\d{1,2})(?!\d)"),
+    re.compile(rf"(?<![\dA-Za-z])(\d{{4}}){_SEP}(\d{{1,2}}){_SAME_SEP}(\d{{1,2}})(?!\d)"),
     # 10 MAR 2018, 14/JUN/2017, 05 MAY 18, 4 DECEMBER, 2017
     re.compile(rf"(?<![\dA-Za-z])(\d{{1,2}})[\s/.-]*({_MONTH})[\s/.,-]*{_YEAR}", re.I),
     # March 10, 2018
