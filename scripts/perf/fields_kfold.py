@@ -1,10 +1,13 @@
 """Receipt fields on receipts the rules were not tuned on: k-fold next to the all-in figure.
 
-    python scripts/perf/fields_kfold.py [--data DIR] [--folds 5] [--seed 0]
+    python scripts/perf/fields_kfold.py [--data DIR] [--folds 5] [--seed 0] [--ocr]
 
 Like scripts/perf/tune_fields.py (the receipt template on each receipt's ground-truth
 lines, so rules are measured apart from OCR errors), but split: for every fold the
 template's keyword lists are tuned on the other folds and scored on this one.
+``--ocr`` reads every receipt with the app's default OCR engine and pipeline first
+(as ``cli.py ocr`` does; about 3 s a receipt) and tunes and scores on those lines:
+what a receipt never seen before gets, OCR errors included.
 
 Tuning, the procedure every fold repeats: each keyword of each field (labels and
 exclusions) is taken out in turn; the training receipts it decides are counted
@@ -26,27 +29,56 @@ import random
 import statistics
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from models.config import load_config  # noqa: E402
+from models.ocr.base import OcrEngine, OcrLine  # noqa: E402
+from models.ocr.rapid import get_rapidocr_engine  # noqa: E402
 from models.templates import TemplateSpec  # noqa: E402
 from utils.bench.datasets import LabelledItem, load_dataset  # noqa: E402
 from utils.bench.metrics import field_correct  # noqa: E402
+from utils.documents.document import load_document  # noqa: E402
+from utils.documents.limits import DocumentLimits  # noqa: E402
 from utils.fields.extract import extract_fields  # noqa: E402
+from utils.ocr.pipeline import ocr_page  # noqa: E402
+from utils.ocr.reading_order import line_blocks  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared/data/sroie-dev"
 FIELDS = ("company", "date", "address", "total")
 LISTS = ("keywords", "exclude_keywords", "region_keywords")
 
 
-def correct(template: TemplateSpec, item: LabelledItem) -> dict[str, bool]:
-    found = extract_fields(template, item.lines)
-    return {n: field_correct(n, found[n].value, item.fields.get(n, "")) for n in FIELDS}
+class Reading(NamedTuple):
+    """A receipt's lines as the rules get them, and its labelled fields."""
+
+    item_id: str
+    lines: list[OcrLine]
+    blocks: list[list[OcrLine]] | None
+    fields: dict[str, str]
 
 
-def accuracy(template: TemplateSpec, items: list[LabelledItem]) -> float:
+def correct(template: TemplateSpec, reading: Reading) -> dict[str, bool]:
+    found = extract_fields(template, reading.lines, reading.blocks)
+    return {n: field_correct(n, found[n].value, reading.fields.get(n, "")) for n in FIELDS}
+
+
+def truth_reading(item: LabelledItem) -> Reading:
+    return Reading(item.item_id, item.lines, None, item.fields)
+
+
+def ocr_reading(item: LabelledItem, engine: OcrEngine) -> Reading:
+    """The receipt read by ``engine`` through the app's page pipeline."""
+    document = load_document(item.image.read_bytes(), item.image.name, DocumentLimits())
+    pages = [ocr_page(page, engine) for page in document.pages()]
+    lines = [line for page in pages for line in page.lines]
+    blocks = [blocks for page in pages for blocks in line_blocks(page.fragments)]
+    return Reading(item.item_id, lines, blocks, item.fields)
+
+
+def accuracy(template: TemplateSpec, items: list[Reading]) -> float:
     return statistics.mean(statistics.mean(correct(template, i).values()) for i in items)
 
 
@@ -57,7 +89,7 @@ def without(template: TemplateSpec, field: str, kind: str, word: str) -> Templat
     return template.model_copy(update={"fields": fields})
 
 
-def tune(template: TemplateSpec, train: list[LabelledItem], min_support: int):
+def tune(template: TemplateSpec, train: list[Reading], min_support: int):
     """The template with the keywords the training receipts do not justify taken out.
 
     Backward elimination: each keyword is judged against the template as tuned so far,
@@ -85,9 +117,17 @@ def main() -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-support", type=int, default=2)
+    parser.add_argument("--ocr", action="store_true", help="tune and score on OCR lines")
     args = parser.parse_args()
-    template = load_config(REPO_ROOT / "config.yaml").config.templates["receipt"]
-    items = [i for i in load_dataset(args.data, "sroie").scorable_items if i.lines and i.fields]
+    config = load_config(REPO_ROOT / "config.yaml").config
+    template = config.templates["receipt"]
+    labelled = [i for i in load_dataset(args.data, "sroie").scorable_items if i.lines and i.fields]
+    if args.ocr:
+        engine = get_rapidocr_engine(config.ocr.rapidocr)
+        items = [ocr_reading(item, engine) for item in labelled]
+    else:
+        items = [truth_reading(item) for item in labelled]
+    print(f"{len(items)} receipts, {'OCR' if args.ocr else 'ground-truth'} lines")
     random.Random(args.seed).shuffle(items)
     folds = [items[k :: args.folds] for k in range(args.folds)]
     held_out, shipped_held_out = [], []
