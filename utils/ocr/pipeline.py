@@ -40,7 +40,7 @@ FieldsPer = Literal["document", "page"]
 logger = logging.getLogger(__name__)
 
 # Bump when the pipeline's output changes for the same input, so old cache entries miss.
-PIPELINE_VERSION = 4
+PIPELINE_VERSION = 5  # 5: colons, labelled numbers, dates with a stray space
 CACHE_NAMESPACE = "ocr"
 
 
