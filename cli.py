@@ -121,6 +121,13 @@ def _add_ocr_command(commands: argparse._SubParsersAction) -> None:
         help="with --template: one record of fields per file (default), or one per page "
         "(a PDF of several receipts)",
     )
+    ocr.add_argument(
+        "--characters",
+        choices=["ascii", "all"],
+        default=None,
+        help="what RapidOCR may write: ascii (English, Malay) or all (accents, other "
+        "scripts); default: the profile's ocr.rapidocr.characters",
+    )
     ocr.add_argument("--no-cache", action="store_true", help="neither read nor write cache/")
     _acting_options(ocr)
     ocr.set_defaults(handler=cmd_ocr)

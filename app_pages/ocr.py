@@ -95,6 +95,15 @@ def settings_form() -> tuple[list, OcrSettings | None, str]:
         auto_rotate = st.checkbox(
             "Turn sideways or upside-down pages", value=config.ocr.auto_rotate
         )
+        rapidocr = engine is not None and config.models[engine].backend == "rapidocr"
+        all_characters = st.checkbox(
+            "Read accents and other scripts",
+            value=config.ocr.rapidocr.characters == "all",
+            disabled=not rapidocr,
+            help="RapidOCR reads English and Malay print by default: where it sees an accent "
+            "or a character of another script, it takes the likeliest plain letter instead "
+            "(a faded A read as Á is an A). Tick for French, German, Chinese, ... documents.",
+        )
         limits = config.app.upload
         st.caption(
             f"Files up to {limits.max_file_mb:g} MB, {limits.max_megapixels:g} MP and "
@@ -121,6 +130,7 @@ def settings_form() -> tuple[list, OcrSettings | None, str]:
         auto_rotate=auto_rotate,
         vlm_preset=preset,
         fields_per=fields_per if template else "document",  # no fields: one cache entry
+        characters=("all" if all_characters else "ascii") if rapidocr else None,
     )
     return files, settings, fmt
 

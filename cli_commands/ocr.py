@@ -34,6 +34,7 @@ def run_ocr_command(args: argparse.Namespace, config: AppConfig) -> int:
         auto_rotate=args.auto_rotate or config.ocr.auto_rotate,
         vlm_preset=args.preset or ("markdown" if args.format == "markdown" else "text"),
         fields_per=args.fields_per,
+        characters=args.characters,
     )
     check_settings(settings, config)
     cache = None if args.no_cache else open_cache(config.cache_dir, config.cache)

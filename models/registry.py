@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from models.chat.types import ChatBackend
 from models.config import AppConfig, ModelEntry
 from models.ocr.base import OcrEngine
+from models.options import RapidOcrOptions
 from utils.errors import ModelUnavailable
 
 
@@ -45,16 +46,25 @@ def chat_model_ids(config: AppConfig) -> list[str]:
     return [key for key, m in config.models.items() if m.task != "ocr" and m.enabled]
 
 
-def create_ocr_engine(model_id: str, config: AppConfig, preset: str = "text") -> OcrEngine:
+def rapidocr_options(config: AppConfig, characters: str | None = None) -> RapidOcrOptions:
+    """The profile's RapidOCR options, with one run's choice of ``characters`` if made."""
+    options = config.ocr.rapidocr
+    return options.model_copy(update={"characters": characters}) if characters else options
+
+
+def create_ocr_engine(
+    model_id: str, config: AppConfig, preset: str = "text", characters: str | None = None
+) -> OcrEngine:
     """The shared engine for a catalog id; raises ``ModelUnavailable`` with the fix.
 
-    ``preset`` picks the prompt when the engine is a VLM (text, markdown, table).
+    ``preset`` picks the prompt when the engine is a VLM (text, markdown, table);
+    ``characters`` overrides what RapidOCR may write ("ascii" or "all") for this run.
     """
     entry = _entry(model_id, config)
     if entry.backend == "rapidocr":
         from models.ocr.rapid import get_rapidocr_engine
 
-        return get_rapidocr_engine(config.ocr.rapidocr)
+        return get_rapidocr_engine(rapidocr_options(config, characters))
     if entry.backend == "tesseract":
         return _tesseract_engine(config)
     if entry.task == "chat":

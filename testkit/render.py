@@ -48,3 +48,18 @@ def pdf_bytes(images: list[Image.Image]) -> bytes:
     buffer = io.BytesIO()
     images[0].save(buffer, "PDF", save_all=True, append_images=images[1:], resolution=100)
     return buffer.getvalue()
+
+
+def accented_page() -> Image.Image:
+    """Two lines with an acute stroke drawn just above one capital of each: RapidOCR
+    reads "SETIA ÁLAM 40170" and "CAFÉ 4.50" when it may write accents."""
+    font = ImageFont.load_default(size=40)
+    image = Image.new("RGB", (700, 280), "white")
+    draw = ImageDraw.Draw(image)
+    for top, before, rest in ((40, "SETIA ", "ALAM 40170"), (160, "CAF", "E 4.50")):
+        draw.text((20, top), before + rest, fill="black", font=font)
+        _, cap_top, right, _ = draw.textbbox((20, top), before + rest[0], font=font)
+        _, _, left, _ = draw.textbbox((20, top), before, font=font)
+        middle = (left + right) / 2
+        draw.line([(middle - 4, cap_top - 3), (middle + 5, cap_top - 12)], fill="black", width=4)
+    return image

@@ -13,7 +13,7 @@ import cli
 from models.config import REPO_ROOT
 from testkit.fake_openai_server import FakeOpenAIServer
 from testkit.profiles import fake_server_model_yaml, write_test_profile
-from testkit.render import RECEIPT_LINES, encode, pdf_bytes, render_lines
+from testkit.render import RECEIPT_LINES, accented_page, encode, pdf_bytes, render_lines
 
 PROFILES = ["config.yaml", "config_optimized.yaml", "config_blackwell_optimized.yaml"]
 
@@ -150,6 +150,17 @@ def test_ocr_fields_per_page_or_per_document(
     assert cli.main(args) == 0  # one record per document, the default
     text = capsys.readouterr().out
     assert "company: SUNRISE TRADING SDN BHD (page 1)" in text
+
+
+def test_ocr_reads_accents_when_asked(
+    temp_profile: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = tmp_path / "cafe.png"
+    image.write_bytes(encode(accented_page()))
+    assert cli.main(["ocr", "--no-cache", str(image)]) == 0
+    assert "SETIA ALAM" in capsys.readouterr().out
+    assert cli.main(["ocr", "--no-cache", "--characters", "all", str(image)]) == 0
+    assert "SETIA ÁLAM" in capsys.readouterr().out
 
 
 def test_unknown_template_is_a_clear_error(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFont
 
+from models.config import load_config
 from models.ocr.alphabet import (
     ASCII_PRINTABLE,
     AlphabetDecoder,
@@ -15,6 +15,8 @@ from models.ocr.alphabet import (
 )
 from models.ocr.rapid import get_rapidocr_engine
 from models.options import RapidOcrOptions
+from testkit.render import accented_page, encode
+from utils.ocr.pipeline import OcrSettings, ocr_file, run_settings_record
 
 CHARACTERS = ["blank", "A", "Á", "B", "米", " "]
 
@@ -71,20 +73,6 @@ def test_limiting_twice_does_not_stack_decoders():
     assert recogniser.postprocess_op._decoder is original
 
 
-def accented_page() -> Image.Image:
-    """Capital letters with an acute stroke drawn just above one of them."""
-    font = ImageFont.load_default(size=40)
-    image = Image.new("RGB", (700, 280), "white")
-    draw = ImageDraw.Draw(image)
-    for top, before, rest in ((40, "SETIA ", "ALAM 40170"), (160, "CAF", "E 4.50")):
-        draw.text((20, top), before + rest, fill="black", font=font)
-        _, cap_top, right, _ = draw.textbbox((20, top), before + rest[0], font=font)
-        _, _, left, _ = draw.textbbox((20, top), before, font=font)
-        middle = (left + right) / 2
-        draw.line([(middle - 4, cap_top - 3), (middle + 5, cap_top - 12)], fill="black", width=4)
-    return image
-
-
 def test_the_real_recogniser_reads_the_accent_only_when_all_characters_are_allowed():
     page = accented_page()
     everything = [
@@ -93,3 +81,16 @@ def test_the_real_recogniser_reads_the_accent_only_when_all_characters_are_allow
     assert "SETIA ÁLAM 40170" in everything and "CAFÉ 4.50" in everything
     ascii_only = [line.text for line in get_rapidocr_engine(RapidOcrOptions()).ocr(page).lines]
     assert ascii_only == ["SETIA ALAM 40170", "CAFE 4.50"]
+
+
+def test_a_run_may_read_every_script_and_is_cached_apart_from_the_default():
+    config = load_config().config
+    png = encode(accented_page())
+    default = OcrSettings(engine="rapidocr")
+    everything = OcrSettings(engine="rapidocr", characters="all")
+    assert "SETIA ALAM" in ocr_file(png, "page.png", default, config).pages[0].text
+    assert "SETIA ÁLAM" in ocr_file(png, "page.png", everything, config).pages[0].text
+    assert run_settings_record(default, config) != run_settings_record(everything, config)
+    # The profile's own choice and the same choice made for a run are one cache entry.
+    ascii_run = OcrSettings(engine="rapidocr", characters="ascii")
+    assert run_settings_record(ascii_run, config) == run_settings_record(default, config)

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from models.config import REPO_ROOT
 from testkit.apptest import shown
-from testkit.render import RECEIPT_LINES, encode, pdf_bytes, render_lines
+from testkit.render import RECEIPT_LINES, accented_page, encode, pdf_bytes, render_lines
 
 APP = str(REPO_ROOT / "app.py")
 
@@ -88,3 +88,16 @@ def test_fields_per_page_shows_a_record_for_each_page(temp_profile: Path) -> Non
     records = fields.value.set_index("page")
     assert records.loc[1, "total"] == "10.00" and records.loc[2, "total"] == "7.25"
     assert "MOONLIGHT" in records.loc[2, "company"]
+
+
+def test_accents_are_read_when_the_user_asks(temp_profile: Path) -> None:
+    at = _ocr_page()
+    at.file_uploader[0].set_value([("cafe.png", encode(accented_page()), "image/png")])
+    at.run()
+    _run_button(at).click().run()
+    assert any("SETIA ALAM" in t.value for t in at.text), [t.value for t in at.text]
+    accents = next(c for c in at.sidebar.checkbox if c.label == "Read accents and other scripts")
+    accents.check().run()
+    _run_button(at).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("SETIA ÁLAM" in t.value for t in at.text), [t.value for t in at.text]

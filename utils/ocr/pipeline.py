@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.config import AppConfig
 from models.ocr.base import Box, OcrEngine, OcrLine
-from models.registry import create_ocr_engine
+from models.registry import create_ocr_engine, rapidocr_options
 from models.templates import FieldValue, TemplateSpec
 from utils.cache import MISS, DiskCache, make_key
 from utils.documents.document import Document, load_document
@@ -57,6 +57,8 @@ class OcrSettings(BaseModel):
     # What one record of template fields is: the whole document (a two-page invoice),
     # or each page (a PDF of several receipts, whose totals must not mix).
     fields_per: FieldsPer = "document"
+    # What RapidOCR may write in this run ("ascii", "all"); None: the profile's choice.
+    characters: Literal["ascii", "all"] | None = None
 
 
 class PageResult(BaseModel):
@@ -171,8 +173,12 @@ def run_settings_record(settings: OcrSettings, config: AppConfig) -> dict:
     """Everything that changes the output, recorded with the result and in the cache key."""
     engine_backend = config.models[settings.engine].backend
     options = getattr(config.ocr, engine_backend, None)
+    if engine_backend == "rapidocr":
+        options = rapidocr_options(config, settings.characters)
     return {
-        **settings.model_dump(),
+        # ``characters`` is in the engine's options: the same choice made by the profile
+        # or for the run is one cache entry.
+        **settings.model_dump(exclude={"characters"}),
         "engine_options": options.model_dump() if options is not None else {},
         "limits": config.app.upload.model_dump(),
         "pipeline_version": PIPELINE_VERSION,
@@ -221,7 +227,9 @@ def ocr_file(
             error=str(exc),
         )
     report(OcrStage("loading", 0, document.page_count))
-    engine = create_ocr_engine(settings.engine, config, preset=settings.vlm_preset)
+    engine = create_ocr_engine(
+        settings.engine, config, preset=settings.vlm_preset, characters=settings.characters
+    )
     # Counted from here: loading a model the first time is not the file's fault.
     budgets = (TimeBudget(config.ocr.file_time_budget_s, "ocr.file_time_budget_s"), batch)
     hooks = (report, on_page or (lambda page: None))
