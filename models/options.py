@@ -20,6 +20,10 @@ REC_MODEL_FILE = "PP-OCRv6_rec_small.onnx"
 CLS_MODEL_FILE = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
 
 
+Characters = Literal["ascii", "all"]
+"""What RapidOCR's recogniser may write (see ``RapidOcrOptions.characters``)."""
+
+
 class RapidOcrOptions(BaseModel):
     """The RapidOCR settings worth changing; everything else keeps RapidOCR's default."""
 
@@ -68,7 +72,7 @@ class RapidOcrOptions(BaseModel):
         default=True,
         description="Put back word spaces the recogniser dropped, where the crop shows a gap.",
     )
-    characters: Literal["ascii", "all"] = Field(
+    characters: Characters = Field(
         default="ascii",
         description="What the recogniser may write: 'ascii' (letters, digits and punctuation "
         "of English and Malay print; where the model's first choice is an accent or another "

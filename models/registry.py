@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from models.chat.types import ChatBackend
 from models.config import AppConfig, ModelEntry
 from models.ocr.base import OcrEngine
-from models.options import RapidOcrOptions
+from models.options import Characters, RapidOcrOptions
 from utils.errors import ModelUnavailable
 
 
@@ -46,14 +46,17 @@ def chat_model_ids(config: AppConfig) -> list[str]:
     return [key for key, m in config.models.items() if m.task != "ocr" and m.enabled]
 
 
-def rapidocr_options(config: AppConfig, characters: str | None = None) -> RapidOcrOptions:
+def rapidocr_options(config: AppConfig, characters: Characters | None = None) -> RapidOcrOptions:
     """The profile's RapidOCR options, with one run's choice of ``characters`` if made."""
     options = config.ocr.rapidocr
     return options.model_copy(update={"characters": characters}) if characters else options
 
 
 def create_ocr_engine(
-    model_id: str, config: AppConfig, preset: str = "text", characters: str | None = None
+    model_id: str,
+    config: AppConfig,
+    preset: str = "text",
+    characters: Characters | None = None,
 ) -> OcrEngine:
     """The shared engine for a catalog id; raises ``ModelUnavailable`` with the fix.
 

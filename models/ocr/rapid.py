@@ -28,7 +28,8 @@ a space back where the crop shows a blank run as wide as a character cell
 Characters: the recogniser knows some 18,700 characters; by default
 ``models.ocr.alphabet`` limits it to ASCII, where its first choice outside ASCII
 ("Á" for a faded "A") gives way to its likeliest ASCII one. ``characters: all``
-in a profile's ``ocr.rapidocr`` section reads accents and other scripts.
+(in a profile's ``ocr.rapidocr`` section, or chosen for one run) reads accents
+and other scripts.
 
 Colons: the detector often finds no box for a lone ':' between a label and its
 value; ``models.ocr.colons`` adds the ones the page shows between two fragments.

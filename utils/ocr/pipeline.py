@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.config import AppConfig
 from models.ocr.base import Box, OcrEngine, OcrLine
+from models.options import Characters
 from models.registry import create_ocr_engine, rapidocr_options
 from models.templates import FieldValue, TemplateSpec
 from utils.cache import MISS, DiskCache, make_key
@@ -58,7 +59,7 @@ class OcrSettings(BaseModel):
     # or each page (a PDF of several receipts, whose totals must not mix).
     fields_per: FieldsPer = "document"
     # What RapidOCR may write in this run ("ascii", "all"); None: the profile's choice.
-    characters: Literal["ascii", "all"] | None = None
+    characters: Characters | None = None
 
 
 class PageResult(BaseModel):
