@@ -49,6 +49,21 @@ def test_missing_space_is_put_back_where_the_crop_shows_a_gap(printed, read):
     assert respace(read, centres, gray) == " ".join(printed.split())
 
 
+@pytest.mark.parametrize(
+    ("printed", "expected"),
+    [
+        # One space of this proportional font leaves ~0.6 pitches blank: below the
+        # general threshold, a space after a label's colon.
+        ("TEL: 03-40210276", "TEL: 03-40210276"),
+        ("TOTAL: 12.50", "TOTAL: 12.50"),
+        ("12: 36", "12:36"),  # between two digits the colon is a time's
+    ],
+)
+def test_a_narrower_gap_after_a_colon_is_a_space(printed, expected):
+    gray, centres = render_line(printed)
+    assert respace(printed.replace(" ", ""), centres, gray) == expected
+
+
 @pytest.mark.parametrize("printed", ["DATE:25/12/2018", "12.50", "INVOICE", "RM1,234.00"])
 def test_text_without_visual_gaps_is_unchanged(printed):
     gray, centres = render_line(printed)

@@ -41,7 +41,7 @@ FieldsPer = Literal["document", "page"]
 logger = logging.getLogger(__name__)
 
 # Bump when the pipeline's output changes for the same input, so old cache entries miss.
-PIPELINE_VERSION = 5  # 5: colons, labelled numbers, dates with a stray space
+PIPELINE_VERSION = 6  # 6: a space after a colon; 5: colons, labelled numbers, dates
 CACHE_NAMESPACE = "ocr"
 
 
