@@ -47,9 +47,17 @@ def _engine_statuses(profile_sha: str) -> dict[str, Availability]:
     return availabilities(config, "ocr")
 
 
-def remember_defaults(engine: str | None, template: str | None) -> None:
+def remember_defaults(settings: OcrSettings) -> None:
+    # An engine without an alphabet choice keeps the one remembered for RapidOCR.
+    characters = settings.characters or personal.ocr_characters
     try:
-        save_personal_settings(config.data_dir, user, ocr_engine=engine, ocr_template=template)
+        save_personal_settings(
+            config.data_dir,
+            user,
+            ocr_engine=settings.engine,
+            ocr_template=settings.template,
+            ocr_characters=characters,
+        )
     except AppError as exc:
         ui.show_error(exc)
     else:
@@ -80,8 +88,6 @@ def settings_form() -> tuple[list, OcrSettings | None, str]:
         template = st.selectbox(
             "Template", templates, index=default, format_func=lambda t: t or "none (text only)"
         )
-        if st.button("⭐ Use this engine and template by default", key="ocr_save_defaults"):
-            remember_defaults(engine, template)
         fields_per = st.radio(
             "Fields per",
             list(FIELDS_PER),
@@ -98,11 +104,16 @@ def settings_form() -> tuple[list, OcrSettings | None, str]:
         rapidocr = engine is not None and config.models[engine].backend == "rapidocr"
         all_characters = st.checkbox(
             "Read accents and other scripts",
-            value=config.ocr.rapidocr.characters == "all",
+            value=(personal.ocr_characters or config.ocr.rapidocr.characters) == "all",
             disabled=not rapidocr,
             help="RapidOCR reads English and Malay print by default: where it sees an accent "
             "or a character of another script, it takes the likeliest plain letter instead "
             "(a faded A read as Á is an A). Tick for French, German, Chinese, ... documents.",
+        )
+        save_defaults = st.button(
+            "⭐ Use this engine, template and accents choice by default",
+            key="ocr_save_defaults",
+            disabled=engine is None,
         )
         limits = config.app.upload
         st.caption(
@@ -132,6 +143,8 @@ def settings_form() -> tuple[list, OcrSettings | None, str]:
         fields_per=fields_per if template else "document",  # no fields: one cache entry
         characters=("all" if all_characters else "ascii") if rapidocr else None,
     )
+    if save_defaults:
+        remember_defaults(settings)
     return files, settings, fmt
 
 

@@ -96,8 +96,29 @@ def test_accents_are_read_when_the_user_asks(temp_profile: Path) -> None:
     at.run()
     _run_button(at).click().run()
     assert any("SETIA ALAM" in t.value for t in at.text), [t.value for t in at.text]
-    accents = next(c for c in at.sidebar.checkbox if c.label == "Read accents and other scripts")
-    accents.check().run()
+    _accents_box(at).check().run()
     _run_button(at).click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("SETIA ÁLAM" in t.value for t in at.text), [t.value for t in at.text]
+
+
+def test_the_star_button_remembers_engine_template_and_accents(temp_profile: Path) -> None:
+    at = _ocr_page()
+    next(s for s in at.sidebar.selectbox if s.label == "Template").set_value("receipt")
+    _accents_box(at).check()
+    at.run()
+    star = next(b for b in at.sidebar.button if b.label.startswith("⭐"))
+    star.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    reopened = _ocr_page()  # a new tab: only what was stored carries over
+    assert next(s for s in reopened.sidebar.selectbox if s.label == "Template").value == "receipt"
+    assert _accents_box(reopened).value
+    _accents_box(reopened).uncheck()
+    reopened.run()
+    next(b for b in reopened.sidebar.button if b.label.startswith("⭐")).click().run()
+    assert not _accents_box(_ocr_page()).value
+
+
+def _accents_box(at: AppTest):
+    return next(c for c in at.sidebar.checkbox if c.label == "Read accents and other scripts")

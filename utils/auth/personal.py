@@ -1,5 +1,5 @@
 """A user's own defaults: the chat model, system prompt and sampling a new conversation
-starts with, and the OCR engine and template the OCR page opens with.
+starts with, and the OCR engine, template and alphabet the OCR page opens with.
 
 Kept in ``settings.json`` of the user's folder (``<data_dir>/settings.json`` without
 sign-in). A missing or damaged file means "no personal defaults", never an error.
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from models.options import Characters
 from utils.auth.identity import User
 from utils.auth.user_data import SETTINGS_FILE_NAME, user_root
 from utils.storage import VersionedRecord, atomic_write_json, read_json_or_none
@@ -24,6 +25,7 @@ class PersonalSettings(VersionedRecord):
     max_new_tokens: int | None = Field(None, ge=1, le=32_768)
     ocr_engine: str | None = None
     ocr_template: str | None = None
+    ocr_characters: Characters | None = None  # RapidOCR's alphabet; None: the profile's
 
 
 def personal_settings_path(data_dir: Path, user: User) -> Path:
