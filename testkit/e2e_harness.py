@@ -285,13 +285,25 @@ def multiselect(page: Any, label: str, options: Iterable[str], clear: bool = Fal
     box = page.locator('[data-testid="stMultiSelect"]').filter(
         has=page.get_by_role("combobox", name=label, exact=True)
     )
-    clear_all = box.get_by_role("button", name="Clear all")
-    if clear and clear_all.count():
-        clear_all.click()
-        settle(page)
+    if clear:
+        _clear_multiselect(page, box)
     for option in options:
         pick_option(page, box, option)
         page.keyboard.press("Escape")
+        settle(page)
+
+
+def _clear_multiselect(page: Any, box: Any) -> None:
+    """Remove every chip of ``box``. Right after an expander opens the box may not be
+    drawn yet, and counting its "Clear all" button then finds none: wait for the box
+    first, and after the click for the chips to be gone."""
+    from playwright.sync_api import expect
+
+    box.wait_for(timeout=SLOW_MS)
+    clear_all = box.get_by_role("button", name="Clear all")
+    if clear_all.count():
+        clear_all.click()
+        expect(clear_all).to_have_count(0, timeout=SLOW_MS)
         settle(page)
 
 
