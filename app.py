@@ -12,7 +12,7 @@ from app_pages.sign_in import show_account, signed_in_user
 from utils.auth import Action, User, can
 
 st.set_page_config(page_title="ChatVLMLLM", page_icon=ui.PAGE_ICON, layout="wide")
-loaded = ui.profile()
+loaded = ui.shared_profile()
 ui.refuse_unsafe_listen(loaded.config)
 ui.start_monitor(loaded.config)
 ui.preload_ocr_engine(loaded.config)

@@ -33,7 +33,7 @@ from utils.documents.limits import DocumentLimits
 from utils.errors import AppError, ConfigError
 from utils.logging_setup import setup_logging
 from utils.monitor.alerts import AlertEngine
-from utils.monitor.poller import MonitorThread
+from utils.monitor.poller import MonitorThread, PointsHook
 from utils.ocr.preload import preload_default_engine
 from utils.safe_markdown import escape_markdown
 from utils.storage import CORRUPT_DIR_NAME, list_corrupt
@@ -58,16 +58,22 @@ def _shared_cache(cache_dir: str, max_mb: float, ttl_hours: float | None) -> Dis
     return open_cache(Path(cache_dir), CacheSettings(max_mb=max_mb, ttl_hours=ttl_hours))
 
 
+def _alert_rules(config: AppConfig) -> PointsHook:
+    return AlertEngine(config).on_points
+
+
 @st.cache_resource(show_spinner=False)
 def _monitor(data_dir: str, _config: AppConfig) -> MonitorThread:
-    return MonitorThread(_config, on_points=AlertEngine(_config).on_points).start()
+    return MonitorThread(_config, hook_for=_alert_rules).start()
 
 
 def start_monitor(config: AppConfig) -> None:
     """The server poller and alert rules of this process (once per process; of several
-    processes on one data folder, one polls: see utils.monitor)."""
+    processes on one data folder, one polls: see utils.monitor). ``config`` is the shared
+    profile, never one with a user's own servers; when it changes (a server connected on
+    the Models page, here or in another process) the poller follows it."""
     if config.monitor.enabled and (config.endpoints or config.alerts.rules):
-        _monitor(str(config.data_dir), config)
+        _monitor(str(config.data_dir), config).follow(config)
 
 
 @st.cache_resource(show_spinner=False)
@@ -97,13 +103,22 @@ def upload_limit_mb(config: AppConfig) -> int:
 def profile() -> LoadedConfig:
     """The active profile, with the signed-in user's own servers; on a broken one, show
     the error and stop this run."""
+    return _profile(with_personal=True)
+
+
+def shared_profile() -> LoadedConfig:
+    """The active profile as every user shares it: without anyone's own servers."""
+    return _profile(with_personal=False)
+
+
+def _profile(with_personal: bool) -> LoadedConfig:
     _started_at()  # first call fixes the start time that report_moved_aside counts from
     path = str(active_profile_path())
     try:
         first = _load_profile(path)  # where the data folder is
         shared_stamp = (_mtime(user_overrides_path(first.config.data_dir)),)
         shared = _load_profile(path, shared_stamp)
-        personal = _personal_overrides(shared.config)
+        personal = _personal_overrides(shared.config) if with_personal else None
         if personal is None:
             return shared
         return _load_profile(path, (*shared_stamp, _mtime(personal)), str(personal))

@@ -391,7 +391,7 @@ if ui.allowed(Action.MANAGE_MODELS):
     with tabs[5]:
         show_audit_tab()
     with tabs[6]:
-        show_servers_tab(config)
+        show_servers_tab(ui.shared_profile().config, own=config)
     with tabs[7]:
         show_alerts_tab(config)
 else:  # members see what can run and the machine; admins manage it
@@ -403,6 +403,6 @@ else:  # members see what can run and the machine; admins manage it
     with tabs[2]:
         show_cache_tab()
     with tabs[3]:
-        show_servers_tab(config)
+        show_servers_tab(ui.shared_profile().config, own=config)
     with tabs[4]:
         show_alerts_tab(config)

@@ -19,7 +19,16 @@ from utils.monitor.views import history_frame, latest_state, recent_points
 HOURS = {"last 15 min": 0.25, "last hour": 1.0, "last 6 hours": 6.0}
 
 
-def show_servers_tab(config: AppConfig) -> None:
+def show_servers_tab(config: AppConfig, own: AppConfig) -> None:
+    """The shared profile's servers (``config``): the ones the app polls. ``own`` is this
+    user's profile; servers only it names are theirs and never polled."""
+    unpolled = sorted(set(own.endpoints) - set(config.endpoints))
+    if unpolled:
+        st.caption(
+            "Not monitored: your own server(s) "
+            + ", ".join(ui.untrusted(key) for key in unpolled)
+            + ". The app polls only the servers everybody shares."
+        )
     if not config.endpoints:
         st.caption("The profile names no model servers (`endpoints:`).")
         return

@@ -143,3 +143,37 @@ def test_the_first_admin_to_sign_in_adopts_the_single_user_data(team_profile: Pa
     mine = team_profile / "users" / user_id_for(ISSUER, "a1") / "chats"
     assert (mine / "0123456789abcdef0123456789abcdef.json").read_text() == "{}"
     assert not (legacy / "0123456789abcdef0123456789abcdef.json").exists()
+
+
+def test_the_server_monitor_polls_shared_servers_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member's own server stays theirs: the process's poller (one for everybody) never
+    polls it, while a server added to the shared profile is polled from the next run on."""
+    import ui
+    from models.config import load_config, user_overrides_path
+
+    profile = write_test_profile(tmp_path, ROLES, monitor=True)
+    monkeypatch.setenv("CHATVLM_CONFIG", str(profile))
+    data_dir = load_config(profile).config.data_dir
+    own = data_dir / "users" / user_id_for(ISSUER, "m1") / "overrides.yaml"
+    own.parent.mkdir(parents=True)
+    own.write_text("endpoints:\n  mine:\n    base_url: http://127.0.0.1:9/mine/v1\n")
+    try:
+        at = app_as(claims("m1", "max@example.com", groups=["staff"]))
+        at.run()  # the tab's user is known before the profile is read
+        monitor = ui._monitor(str(data_dir), None)  # this process's, made by the app
+        assert "mine" not in monitor.poller.urls and "vllm" in monitor.poller.urls
+        user_overrides_path(data_dir).write_text(
+            "endpoints:\n  shared:\n    base_url: http://127.0.0.1:9/shared/v1\n"
+        )
+        at.run()
+        assert "shared" in monitor.poller.urls and "mine" not in monitor.poller.urls
+        at.switch_page("app_pages/models.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        notes = [shown(c.value) for c in at.caption]
+        assert any(n.startswith("Not monitored: your own server(s) mine.") for n in notes), notes
+        assert any(n.startswith("http://127.0.0.1:9/shared/v1") for n in notes), notes
+    finally:
+        ui._monitor(str(data_dir), None).close()
+        ui._monitor.clear()

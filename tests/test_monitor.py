@@ -165,6 +165,34 @@ def test_one_poller_per_data_folder_and_a_successor_takes_over(tmp_path: Path) -
         assert len(follower.poller.history.read("vllm")) > polls
 
 
+def test_the_monitor_follows_servers_connected_while_it_runs(tmp_path: Path) -> None:
+    with (
+        FakeOpenAIServer(metrics=served([], running=1)) as first,
+        FakeOpenAIServer(metrics=served([], running=3)) as added,
+    ):
+        config = profile_with(tmp_path, {"first": first.base_url})
+        hooked: list[list[str]] = []
+
+        def hook_for(profile):
+            servers = sorted(profile.endpoints)
+            return lambda points: hooked.append(servers)
+
+        monitor = MonitorThread(config, hook_for=hook_for)
+        assert monitor.lead()
+        assert "first" in {p.endpoint for p in monitor.poll()}  # with config.yaml's own
+        kept = monitor.poller.windows["first"]
+        monitor.follow(profile_with(tmp_path, {"first": first.base_url}))  # same servers
+        assert monitor.poller.windows["first"] is kept and len(hooked) == 1
+
+        monitor.follow(profile_with(tmp_path, {"first": first.base_url, "added": added.base_url}))
+        points = {p.endpoint: p for p in monitor.poll()}
+        monitor.release()
+    assert points["added"].up and points["added"].running == 3
+    assert monitor.poller.windows["first"] is kept  # its rates go on from the earlier sample
+    assert len(hooked) == 2 and "added" in hooked[1] and "added" not in hooked[0]  # new rules
+    assert [p.running for p in monitor.poller.history.read("added")] == [3]
+
+
 def test_empty_window_point_from_one_sample_has_gauges_only() -> None:
     window = SampleWindow(seconds=60)
     window.add(RawSample(5.0, VllmMetrics(running=1.0, prompt_tokens=10.0)))

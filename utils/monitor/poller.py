@@ -33,10 +33,20 @@ PointsHook = Callable[[list[ServerPoint]], None]
 class ServerPoller:
     """Samples the profile's endpoints; ``poll_once`` returns and stores one point each."""
 
-    def __init__(self, config: AppConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: AppConfig,
+        clock: Callable[[], float] = time.time,
+        previous: ServerPoller | None = None,
+    ) -> None:
         self.urls = {key: metrics_url(e.base_url) for key, e in config.endpoints.items()}
         self.timeout_s = config.monitor.timeout_s
-        self.windows = {key: SampleWindow(config.monitor.window_s) for key in self.urls}
+        self.windows = {
+            key: previous.windows[key]
+            if previous is not None and previous.urls.get(key) == url
+            else SampleWindow(config.monitor.window_s)
+            for key, url in self.urls.items()
+        }  # a server polled before keeps its samples: its rates go on without a gap
         self.history = MetricsHistory(config.data_dir, int(config.monitor.history_mb * 2**20))
         self.clock = clock
 
@@ -76,10 +86,18 @@ class MonitorThread:
     """The background poller of one process: polls while it holds the data folder's
     poller lock, hands each poll's points to ``on_points`` (the alert rules)."""
 
-    def __init__(self, config: AppConfig, on_points: PointsHook | None = None) -> None:
+    def __init__(
+        self,
+        config: AppConfig,
+        on_points: PointsHook | None = None,
+        hook_for: Callable[[AppConfig], PointsHook] | None = None,
+    ) -> None:
+        """``hook_for`` builds ``on_points`` from a profile, so ``follow`` can rebuild it."""
+        self.config = config
         self.poller = ServerPoller(config)
         self.interval_s = config.monitor.interval_s
-        self.on_points = on_points
+        self.hook_for = hook_for
+        self.on_points = hook_for(config) if hook_for is not None else on_points
         lock_file = lock_path_for(config.data_dir / "monitor" / "poller")
         lock_file.parent.mkdir(parents=True, exist_ok=True)
         self.lock = FileLock(lock_file, timeout=0, thread_local=False)
@@ -93,6 +111,18 @@ class MonitorThread:
     def close(self) -> None:
         self.stop.set()
         self.thread.join(timeout=self.interval_s + 5)
+
+    def follow(self, config: AppConfig) -> None:
+        """Poll the servers and apply the alert rules of ``config`` from the next poll on
+        (a server connected or removed while the app runs, a rule edited)."""
+        if _monitored(config) == _monitored(self.config):
+            return
+        self.poller = ServerPoller(config, previous=self.poller)
+        self.interval_s = config.monitor.interval_s
+        if self.hook_for is not None:
+            self.on_points = self.hook_for(config)
+        self.config = config
+        logger.info("the monitor follows the profile's %d server(s) now", len(self.poller.urls))
 
     @property
     def leading(self) -> bool:
@@ -121,9 +151,10 @@ class MonitorThread:
 
     def poll(self) -> list[ServerPoint]:
         """One poll now, its points handed to ``on_points`` (call while leading)."""
-        points = self.poller.poll_once()
-        if self.on_points is not None:
-            self.on_points(points)
+        poller, on_points = self.poller, self.on_points  # ``follow`` may swap them meanwhile
+        points = poller.poll_once()
+        if on_points is not None:
+            on_points(points)
         return points
 
     def release(self) -> None:
@@ -135,3 +166,8 @@ class MonitorThread:
             self.poll()
         except Exception:  # noqa: BLE001 - the monitor must outlive any one bad poll
             logger.exception("server poll failed")
+
+
+def _monitored(config: AppConfig) -> tuple:
+    """What the monitor takes from a profile: a change in it means a new poller."""
+    return (config.endpoints, config.monitor, config.alerts, config.data_dir)
