@@ -208,3 +208,24 @@ def test_cli_monitor_once_polls_fires_and_posts_then_defers_to_a_running_poller(
         finally:
             app_poller.release()
         assert "another process" in capsys.readouterr().out
+
+
+def test_cli_monitor_follows_the_profile_and_keeps_polling_through_a_broken_edit(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from argparse import Namespace
+
+    from cli_commands.monitor import _follow_profile
+    from utils.monitor.poller import MonitorThread
+
+    profile = write_test_profile(tmp_path, monitor=True)
+    monitor = MonitorThread(load_config(profile).config)
+    args = Namespace(config=str(profile))
+    with profile.open("a", encoding="utf-8") as file:
+        file.write("endpoints:\n  added:\n    base_url: http://127.0.0.1:9/v1\n")
+    _follow_profile(monitor, args)
+    assert "added" in monitor.poller.urls
+    profile.write_text("endpoints: [not, a, mapping\n", encoding="utf-8")  # mid-edit
+    _follow_profile(monitor, args)
+    assert "added" in monitor.poller.urls
+    assert "profile not reloaded, polling as before" in capsys.readouterr().out

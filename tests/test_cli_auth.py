@@ -422,3 +422,14 @@ def test_adopt_gives_the_single_user_data_to_a_named_user_once(
     )
     code, _, err = run(capsys, "auth", "adopt", "--user", "nobody@example.com")
     assert code == 1 and "no single user" in err
+
+
+def test_the_monitor_polls_shared_servers_whoever_runs_it(
+    team: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    own = tmp_path / "results" / "users" / team["alice"] / "overrides.yaml"
+    own.parent.mkdir(parents=True, exist_ok=True)
+    own.write_text("endpoints:\n  mine:\n    base_url: http://127.0.0.1:9/mine/v1\n")
+    code, out, err = run(capsys, "--user", "alice@example.com", "monitor", "--once")
+    assert code == 0, err
+    assert "vllm: DOWN" in out and "mine" not in out  # her own server is hers alone
