@@ -354,6 +354,9 @@ def grid_rows(page: Any, grid: Any) -> list[list[str]]:
     The grid is drawn on a canvas; Glide keeps an accessible table of the cells
     in view inside it, so scroll it through and collect rows by their index.
     """
+    # A grid is drawn a moment after its element exists (longer on a busy machine,
+    # e.g. while a fresh server loads its OCR engine): wait as long as a slow run may.
+    grid.wait_for(state="visible", timeout=SLOW_MS)
     grid.scroll_into_view_if_needed()
     grid.locator('[role="gridcell"]').first.wait_for(state="attached")
     scroller = grid.locator(".dvn-scroller").first
