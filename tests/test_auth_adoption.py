@@ -29,6 +29,7 @@ from utils.auth.adoption_moves import CONFLICTS_DIR_NAME
 from utils.auth.audit import AuditLog
 from utils.auth.identity import LOCAL_USER, User, user_id_for
 from utils.auth.permissions import PermissionDenied
+from utils.auth.personal import read_personal_settings, save_personal_settings
 from utils.auth.user_data import user_root
 from utils.chat.service import save_question
 from utils.chat.store import ChatStore
@@ -144,6 +145,31 @@ def test_the_first_admin_adopts_everything_and_sees_it(tmp_path: Path) -> None:
     [entry] = adopt_events(data_dir)
     assert entry.user_id == ADMIN.user_id and entry.target == ADMIN.user_id
     assert entry.detail.startswith(f"{len(before)} file(s) moved")
+
+
+def test_the_single_user_defaults_are_copied_to_an_owner_without_their_own(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    make_legacy(data_dir)
+    save_personal_settings(data_dir, LOCAL_USER, system_prompt="Be brief.", ocr_template="receipt")
+
+    adopt_single_user_data(data_dir, ADMIN)
+
+    adopted = read_personal_settings(data_dir, ADMIN)
+    assert (adopted.system_prompt, adopted.ocr_template) == ("Be brief.", "receipt")
+    assert read_personal_settings(data_dir, LOCAL_USER).system_prompt == "Be brief."  # kept
+
+
+def test_an_owner_keeps_their_own_defaults(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    make_legacy(data_dir)
+    save_personal_settings(data_dir, LOCAL_USER, system_prompt="Be brief.")
+    save_personal_settings(data_dir, MEMBER, system_prompt="Mine.")
+
+    adopt_single_user_data(data_dir, LOCAL_USER, owner=MEMBER)
+
+    assert read_personal_settings(data_dir, MEMBER).system_prompt == "Mine."
 
 
 def test_a_second_run_is_a_no_op(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,10 @@ Without sign-in every conversation lived in ``<data_dir>/chats`` (with its image
 every OCR run in ``<data_dir>/ocr``. Once sign-in is on, that data would belong to
 nobody: the first admin who signs in adopts it (or the user ``cli.py auth adopt --user
 WHO`` names), and it moves to ``<data_dir>/users/<id>/{chats,ocr}``. Uploads
-(``<data_dir>/uploads``) are shared by content hash and stay where they are.
+(``<data_dir>/uploads``) are shared by content hash and stay where they are. The
+single-user defaults (``<data_dir>/settings.json``: chat model, system prompt, OCR
+engine...) are copied, not moved, to an owner who has none yet: the local operator
+(``cli.py`` without ``--user``) keeps them too.
 
 Safe against a kill at any point (see ``adoption_moves`` for the per-file steps):
 
@@ -31,7 +34,14 @@ from utils.auth.adoption_moves import (
 from utils.auth.audit import AuditLog
 from utils.auth.identity import USER_ID_PATTERN, User
 from utils.auth.permissions import Action
-from utils.auth.user_data import CHATS_DIR_NAME, OCR_DIR_NAME, user_root_by_id, users_dir
+from utils.auth.personal import PersonalSettings
+from utils.auth.user_data import (
+    CHATS_DIR_NAME,
+    OCR_DIR_NAME,
+    SETTINGS_FILE_NAME,
+    user_root_by_id,
+    users_dir,
+)
 from utils.errors import BadInput, StorageError
 from utils.storage import (
     CORRUPT_DIR_NAME,
@@ -136,6 +146,7 @@ def _adopt_holding_lock(data_dir: Path, user: User, owner: User) -> AdoptionResu
         )
         atomic_write_json(journal_path(data_dir), journal)
     result = _move_everything(data_dir, journal.owner_id)
+    _copy_defaults(data_dir, journal.owner_id)
     finished = journal.model_copy(update={"finished_at": utc_now_iso()})
     atomic_write_json(journal_path(data_dir), finished)
     AuditLog(data_dir).record(user, EVENT, journal.owner_id, detail=_summary(result))
@@ -156,6 +167,19 @@ def _move_everything(data_dir: Path, owner_id: str) -> AdoptionResult:
         conflicts=tuple(mover.conflicts),
         left_in_place=tuple(mover.left_in_place),
     )
+
+
+def _copy_defaults(data_dir: Path, owner_id: str) -> None:
+    """The single-user defaults for the owner, unless they have their own (a resumed run
+    finds the copy it made). A damaged file is set aside as on any read: nothing to copy."""
+    source = data_dir / SETTINGS_FILE_NAME
+    target = user_root_by_id(data_dir, owner_id) / SETTINGS_FILE_NAME
+    if target.exists() or not source.is_file():
+        return
+    corrupt_dir = data_dir / CORRUPT_DIR_NAME
+    defaults = read_json_or_none(source, PersonalSettings, corrupt_dir=corrupt_dir)
+    if defaults is not None:
+        atomic_write_json(target, defaults)
 
 
 def _refuse_other_file_system(data_dir: Path) -> None:
