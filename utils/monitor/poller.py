@@ -87,17 +87,15 @@ class MonitorThread:
     poller lock, hands each poll's points to ``on_points`` (the alert rules)."""
 
     def __init__(
-        self,
-        config: AppConfig,
-        on_points: PointsHook | None = None,
-        hook_for: Callable[[AppConfig], PointsHook] | None = None,
+        self, config: AppConfig, hook_for: Callable[[AppConfig], PointsHook] | None = None
     ) -> None:
-        """``hook_for`` builds ``on_points`` from a profile, so ``follow`` can rebuild it."""
+        """``hook_for`` makes the ``on_points`` hook (the alert rules) of a profile;
+        ``follow`` calls it again for a new one."""
         self.config = config
         self.poller = ServerPoller(config)
         self.interval_s = config.monitor.interval_s
         self.hook_for = hook_for
-        self.on_points = hook_for(config) if hook_for is not None else on_points
+        self.on_points = hook_for(config) if hook_for is not None else None
         lock_file = lock_path_for(config.data_dir / "monitor" / "poller")
         lock_file.parent.mkdir(parents=True, exist_ok=True)
         self.lock = FileLock(lock_file, timeout=0, thread_local=False)
