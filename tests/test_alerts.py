@@ -4,6 +4,7 @@ processes; benchmark runs reported once; webhooks that fail or hang stall nothin
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from testkit.profiles import write_test_profile
 from testkit.synthetic_runs import synthetic_manifest, write_run
 from testkit.webhook_receiver import WebhookReceiver
 from utils.bench.store import write_state
+from utils.monitor import alerts as alerts_module
 from utils.monitor.alert_rules import AlertEvent, RuleState, apply_server_rule
 from utils.monitor.alerts import AlertEngine, firing, recent_events
 from utils.monitor.points import ServerPoint
@@ -116,6 +118,52 @@ def test_benchmark_runs_are_reported_once_and_old_ones_never(tmp_path: Path) -> 
         ("bench-failed", "20260102T000000Z-bbbbbb"),
     ]
     assert engine.on_points([]) == []
+
+
+BENCH_RULES = (
+    "    - {name: bench-failed, kind: benchmark_failed}\n"
+    "    - {name: bench-done, kind: benchmark_finished}\n"
+)
+
+
+def test_a_poll_reads_only_the_run_states_that_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = config_with(tmp_path, BENCH_RULES)
+    for n in range(5):
+        synthetic_run(config.data_dir, f"20260101T00000{n}Z-aaaaaa", "complete")
+    engine = AlertEngine(config)
+    engine.on_points([])
+    reads: list[str] = []
+    real_read_state = alerts_module.read_state
+    monkeypatch.setattr(
+        alerts_module, "read_state", lambda d, rid: reads.append(rid) or real_read_state(d, rid)
+    )
+    assert engine.on_points([]) == [] and reads == []
+    resumed = "20260101T000003Z-aaaaaa"
+    write_state(config.data_dir, resumed, "running")
+    assert engine.on_points([]) == [] and reads == [resumed]
+    write_state(config.data_dir, resumed, "failed", "out of memory")
+    (event,) = engine.on_points([])
+    assert event.run_id == resumed and "out of memory" in event.message
+
+
+def test_deleted_runs_are_forgotten_and_old_runs_stay_quiet_after_the_state_is_lost(
+    tmp_path: Path,
+) -> None:
+    config = config_with(tmp_path, BENCH_RULES)
+    kept, deleted = "20260101T000000Z-aaaaaa", "20260101T000001Z-bbbbbb"
+    synthetic_run(config.data_dir, kept, "failed")
+    synthetic_run(config.data_dir, deleted, "failed")
+    engine = AlertEngine(config)
+    engine.on_points([])
+    shutil.rmtree(config.data_dir / "benchmarks" / deleted)
+    engine.on_points([])
+    state_file = config.data_dir / "alerts" / "state.json"
+    assert deleted not in state_file.read_text() and kept in state_file.read_text()
+    state_file.unlink()  # lost while this engine runs: it reads every run again
+    assert engine.on_points([]) == []
+    assert AlertEngine(config).on_points([]) == []  # a second process has nothing to report
 
 
 def synthetic_run(data_dir: Path, run_id: str, status: str) -> None:

@@ -21,6 +21,7 @@ never the items.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -285,6 +286,28 @@ def list_bench_runs(data_dir: Path) -> list[RunListing]:
         if listing is not None:
             listings.append(listing)
     return listings
+
+
+def state_stamps(data_dir: Path) -> dict[str, tuple[int, int]]:
+    """Each run's state file as (inode, modification time in ns), by run id.
+
+    A stamp changes whenever the state is written (atomic writes put a new file in
+    place), so a poller can read again only the states that changed: a stat per run
+    instead of three files. Runs without a state file yet are left out.
+    """
+    folder = benchmarks_dir(data_dir)
+    if not folder.is_dir():
+        return {}
+    stamps = {}
+    for entry in os.scandir(folder):
+        if not RUN_ID_PATTERN.fullmatch(entry.name):
+            continue
+        try:
+            stat = os.stat(os.path.join(entry.path, STATE_FILE))
+        except OSError:
+            continue
+        stamps[entry.name] = (stat.st_ino, stat.st_mtime_ns)
+    return stamps
 
 
 def _listing(data_dir: Path, run_id: str) -> RunListing | None:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from models.config import AppConfig
 from models.monitoring import SERVER_ALERT_KINDS
-from utils.bench.store import list_bench_runs
+from utils.bench.store import RunState, read_manifest, read_state, state_stamps
+from utils.errors import BadInput
 from utils.monitor.alert_rules import (
     AlertEvent,
     AlertState,
@@ -50,6 +51,9 @@ class AlertEngine:
         self.folder = alerts_dir(config.data_dir)
         self.sender = sender if sender is not None else WebhookSender(config.alerts.webhooks)
         self.clock = clock
+        # Run id -> the state-file stamp this process last read; a poll reads only the
+        # states that changed since, whatever the number of runs kept.
+        self._run_stamps: dict[str, tuple[int, int]] = {}
 
     def on_points(self, points: list[ServerPoint]) -> list[AlertEvent]:
         """Apply every rule to one poll's points and the benchmark runs; returns the events."""
@@ -98,21 +102,40 @@ class AlertEngine:
         rules = [rule for rule in self.rules if rule.kind in _BENCH_STATUS]
         if not rules:
             return []
-        runs = list_bench_runs(self.config.data_dir)
+        if first_time:
+            self._run_stamps = {}  # read every run, so all that have ended are marked
+        ended = self._newly_ended()
         events = []
         for rule in rules:
-            reported = set(state.reported_runs.get(rule.name, []))
-            for run in runs:
-                if run.status != _BENCH_STATUS[rule.kind] or run.run_id in reported:
+            # Ids of runs deleted since are forgotten, so the state file does not grow forever.
+            reported = set(state.reported_runs.get(rule.name, [])) & self._run_stamps.keys()
+            for run_id, run_state in ended.items():
+                if run_state.status != _BENCH_STATUS[rule.kind] or run_id in reported:
                     continue
-                reported.add(run.run_id)
+                reported.add(run_id)
                 if not first_time:
-                    events.append(_run_event(rule.name, rule.kind, run, self.clock()))
+                    name = self._run_name(run_id)
+                    events.append(_run_event(rule.name, rule.kind, name, run_state, self.clock()))
             state.reported_runs[rule.name] = sorted(reported)
         return events
 
+    def _newly_ended(self) -> dict[str, RunState]:
+        """The runs whose state changed since the last poll and is now failed or complete."""
+        data_dir = self.config.data_dir
+        stamps = state_stamps(data_dir)
+        changed = sorted(rid for rid, stamp in stamps.items() if self._run_stamps.get(rid) != stamp)
+        self._run_stamps = stamps
+        states = {run_id: read_state(data_dir, run_id) for run_id in changed}
+        return {rid: s for rid, s in states.items() if s.status in _BENCH_STATUS.values()}
 
-def _run_event(rule: str, kind: str, run, at: float) -> AlertEvent:
+    def _run_name(self, run_id: str) -> str:
+        try:
+            return read_manifest(self.config.data_dir, run_id).name
+        except BadInput:
+            return run_id  # a run whose manifest is unreadable is still reported
+
+
+def _run_event(rule: str, kind: str, name: str, run: RunState, at: float) -> AlertEvent:
     ended = "failed" if kind == "benchmark_failed" else "finished"
     detail = f": {run.message}" if run.message else ""
     return AlertEvent(
@@ -121,7 +144,7 @@ def _run_event(rule: str, kind: str, run, at: float) -> AlertEvent:
         kind=kind,
         state="notice",
         run_id=run.run_id,
-        message=f"{rule}: benchmark run '{run.name}' {ended}{detail}",
+        message=f"{rule}: benchmark run '{name}' {ended}{detail}",
     )
 
 
