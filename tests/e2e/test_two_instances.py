@@ -8,7 +8,7 @@ browser contexts, one per server, and then reads the files both wrote:
 - an OCR run in each at once: two run files, and each picker offers one entry per run;
 - a benchmark started in one is listed, with its status, by the other;
 - the server monitor: of the two processes only one polls, the other takes over
-  when the first goes away.
+  when the first goes away; the Servers tab shows new numbers without a click.
 
 One pair of servers serves the whole module. Sign-in is off (the local user).
 """
@@ -333,6 +333,22 @@ def wait_for_poll_after(pair: Pair, moment: float, timeout_s: float) -> list[flo
             return later
         time.sleep(0.25)
     return []
+
+
+def test_the_servers_tab_follows_the_server_without_a_click(
+    pair: Pair, open_on: Callable[[h.AppServer], Any], model_server: FakeOpenAIServer
+) -> None:
+    """The tab re-reads the poller's history every interval on its own (a fragment)."""
+    from playwright.sync_api import expect
+
+    page = open_on(pair[0])
+    h.open_page(page, pair[0], "/models")
+    page.get_by_role("tab", name="📈 Servers").click()
+    running = page.locator('[data-testid="stMetric"]').filter(has_text="Running / waiting")
+    for now_running, now_waiting in ((7, 3), (9, 1)):
+        model_server.metrics.running, model_server.metrics.waiting = now_running, now_waiting
+        expect(running).to_contain_text(f"{now_running}.0 / {now_waiting}.0", timeout=15_000)
+    model_server.metrics.running = model_server.metrics.waiting = 0
 
 
 def test_one_process_polls_the_servers_and_the_other_takes_over(pair: Pair, browser: Any) -> None:
