@@ -1,6 +1,7 @@
 """Receipt fields on receipts the rules were not tuned on: k-fold next to the all-in figure.
 
     python scripts/perf/fields_kfold.py [--data DIR] [--folds 5] [--seed 0] [--ocr]
+                                        [--keep-found]
 
 Like scripts/perf/tune_fields.py (the receipt template on each receipt's ground-truth
 lines, so rules are measured apart from OCR errors), but split: for every fold the
@@ -16,6 +17,13 @@ the template as tuned so far (backward elimination). A keyword is kept when it h
 at least ``--min-support`` training receipts more than it hurts, or decides none (a
 generic label kept for documents to come); one that only helps a single receipt is
 dropped. The tuned template then reads the held-out fold.
+
+``--keep-found`` judges a keyword by how many training receipts it is *found* on
+instead: one that decides receipts is dropped when it hurts more than it helps, or when
+it is found on fewer than ``--min-support`` of them (evidence from a single receipt).
+Address words such as JLN, TAMAN and LOT are found on a dozen receipts each but decide
+only one each, because the postcode or another word already places the rest; the
+default criterion drops them, this one keeps them. The two bracket the estimate.
 
 Prints per fold: keywords dropped, training and held-out accuracy (mean of company,
 date, address, total), the shipped template on the same held-out fold, then the
@@ -43,6 +51,7 @@ from utils.bench.metrics import field_correct  # noqa: E402
 from utils.documents.document import load_document  # noqa: E402
 from utils.documents.limits import DocumentLimits  # noqa: E402
 from utils.fields.extract import extract_fields  # noqa: E402
+from utils.fields.text_match import has_any  # noqa: E402
 from utils.ocr.pipeline import ocr_page  # noqa: E402
 from utils.ocr.reading_order import line_blocks  # noqa: E402
 
@@ -89,7 +98,7 @@ def without(template: TemplateSpec, field: str, kind: str, word: str) -> Templat
     return template.model_copy(update={"fields": fields})
 
 
-def tune(template: TemplateSpec, train: list[Reading], min_support: int):
+def tune(template: TemplateSpec, train: list[Reading], min_support: int, keep_found: bool):
     """The template with the keywords the training receipts do not justify taken out.
 
     Backward elimination: each keyword is judged against the template as tuned so far,
@@ -105,7 +114,14 @@ def tune(template: TemplateSpec, train: list[Reading], min_support: int):
                 after = {i.item_id: correct(trial, i) for i in train}
                 helps = sum(base[k][field] and not after[k][field] for k in base)
                 hurts = sum(after[k][field] and not base[k][field] for k in base)
-                if (helps or hurts) and helps - hurts < min_support:
+                if not (helps or hurts):
+                    continue
+                if keep_found:
+                    found = sum(any(has_any(line.text, [word]) for line in i.lines) for i in train)
+                    drop = helps < hurts or found < min_support
+                else:
+                    drop = helps - hurts < min_support
+                if drop:
                     tuned, base = trial, after
                     dropped.append(f"{field}.{kind}:{word}({helps}/{hurts})")
     return tuned, dropped
@@ -118,6 +134,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-support", type=int, default=2)
     parser.add_argument("--ocr", action="store_true", help="tune and score on OCR lines")
+    parser.add_argument(
+        "--keep-found", action="store_true", help="keep keywords found on several receipts"
+    )
     args = parser.parse_args()
     config = load_config(REPO_ROOT / "config.yaml").config
     template = config.templates["receipt"]
@@ -133,7 +152,7 @@ def main() -> int:
     held_out, shipped_held_out = [], []
     for k, test in enumerate(folds):
         train = [i for j, fold in enumerate(folds) if j != k for i in fold]
-        tuned, dropped = tune(template, train, args.min_support)
+        tuned, dropped = tune(template, train, args.min_support, args.keep_found)
         held_out.append(accuracy(tuned, test))
         shipped_held_out.append(accuracy(template, test))
         print(
