@@ -452,7 +452,7 @@ def _my_address(rng: random.Random) -> tuple[str, ...]:
     )  # fmt: skip
     area = rng.choice(_AREAS).format(s=rng.choice(_STREET_NAMES))
     postcode, city, state = rng.choice(_CITIES)
-    shape = rng.randrange(5)
+    shape = rng.randrange(6)
     if shape == 0:
         return (f"{number}, {street}", f"{postcode} {city}, {state}")
     if shape == 1:
@@ -461,7 +461,9 @@ def _my_address(rng: random.Random) -> tuple[str, ...]:
         return (f"{number}, {street}", f"{postcode} {city}", state)
     if shape == 3:
         return (f"{number},", street, area, f"{postcode} {city}, {state}")
-    return (f"{number} {street}", area, f"{postcode} {city}", state)
+    if shape == 4:
+        return (f"{number} {street}", area, f"{postcode} {city}", state)
+    return (f"{number}, {street}", f"{area} {postcode}", city, state)  # the city below the postcode
 
 
 def _sg_address(rng: random.Random) -> tuple[str, ...]:

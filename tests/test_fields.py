@@ -322,6 +322,22 @@ def test_address_takes_a_state_line_after_the_postcode_but_not_a_branch_name(tem
             id="after the postcode a region, not a building",
         ),
         pytest.param(
+            ["RESTORAN HASSAN", "NO.2-1-1 JALAN SETIA PRIMA Q", "U 13/Q SETIA ALAM 40170",
+             "SHAH ALAM", "SELANGOR", "TAX INVOICE"],
+            "NO.2-1-1 JALAN SETIA PRIMA Q U 13/Q SETIA ALAM 40170 SHAH ALAM SELANGOR",
+            id="the city below a line that ends with the postcode",
+        ),
+        pytest.param(
+            ["MAJU HARDWARE", "LOT 12, JALAN BESAR", "KAMPUNG DEDAP 47100", "CASHIER: SITI"],
+            "LOT 12, JALAN BESAR KAMPUNG DEDAP 47100",
+            id="below the postcode a label is no city",
+        ),
+        pytest.param(
+            ["MAJU HARDWARE", "NO 3, JALAN BESAR", "47100 PUCHONG", "PUCHONG JAYA BRANCH"],
+            "NO 3, JALAN BESAR 47100 PUCHONG",
+            id="a city already beside the postcode: no second one",
+        ),
+        pytest.param(
             ["NASI KANDAR SDN BHD", "(123456-A)", "TAMAN MELATI", "53100 KUALA LUMPUR"],
             "TAMAN MELATI 53100 KUALA LUMPUR",
             id="a registration number above is not a house number",

@@ -1,4 +1,4 @@
-"""The ``address`` kind: consecutive address lines, up to the postcode and its region."""
+"""The ``address`` kind: consecutive address lines, up to the postcode, its city and region."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ _HOUSE_NUMBER_LINE = re.compile(
 # A street line that starts with its number ("70 ANG MO KIO AVE 3", "12, JALAN X"), or a
 # unit number ("#08-67"): with a postcode line right below it, it starts the address.
 _NUMBERED_STREET = re.compile(r"^\s*\d{1,5}[A-Z]?\b[ ,]+[A-Z]|#\d{1,3}-\d{1,4}", re.I)
+# A line that ends with its postcode ("TAMAN SETIA 40170"): the city is on the next line.
+_ENDS_WITH_POSTCODE = re.compile(r"(?<![\w-])\d{5}\s*[.,]?\s*$")
+_MAX_CITY_WORDS = 4
 
 
 def _has_postcode(text: str) -> bool:
@@ -33,7 +36,8 @@ def _has_postcode(text: str) -> bool:
 
 
 def _address_continues(text: str, spec: FieldSpec, seen_postcode: bool) -> bool:
-    """After the postcode only a region line may follow ("SELANGOR DARUL EHSAN")."""
+    """After the postcode only a region line may follow ("SELANGOR DARUL EHSAN"), or the
+    city when the postcode ended its line (see ``extract_address``)."""
     if has_any(text, spec.exclude_keywords) or not re.search(r"[A-Za-z]", text):
         return False
     if is_remark(text) or is_labelled_number(text):  # "(SELAYANG MALL)", "TEL: 03-1234"
@@ -42,6 +46,18 @@ def _address_continues(text: str, spec: FieldSpec, seen_postcode: bool) -> bool:
         regions = spec.region_keywords or spec.keywords
         return has_any(text, regions) and not re.search(r"\d", text)
     return True
+
+
+def _ends_with_postcode(text: str) -> bool:
+    match = _ENDS_WITH_POSTCODE.search(text)
+    return match is not None and not _NOT_POSTCODE_BEFORE.search(text[: match.start()])
+
+
+def _is_city_line(text: str, spec: FieldSpec) -> bool:
+    """A place name alone ("SHAH ALAM"): a few words, no digits, nothing excluded."""
+    if has_any(text, spec.exclude_keywords) or is_remark(text) or re.search(r"\d", text):
+        return False
+    return 1 <= len(re.findall(r"[A-Za-z]+", text)) <= _MAX_CITY_WORDS
 
 
 def _address_start(spec: FieldSpec, page: PageLines) -> tuple[int, OcrLine] | None:
@@ -105,7 +121,8 @@ def extract_address(spec: FieldSpec, page: PageLines, max_lines: int = 6) -> Fie
         if not in_column:
             continue  # a block printed beside the address ("INV NO: 123" on the right)
         text = " ".join(b.text for b in in_column)
-        if not _address_continues(text, spec, seen_postcode):
+        city_below_postcode = _ends_with_postcode(picked[-1][1]) and _is_city_line(text, spec)
+        if not (city_below_postcode or _address_continues(text, spec, seen_postcode)):
             break
         picked.append((i, text, min(b.confidence for b in in_column)))
         seen_postcode = seen_postcode or _has_postcode(text)
