@@ -36,8 +36,8 @@ def _has_postcode(text: str) -> bool:
 
 
 def _address_continues(text: str, spec: FieldSpec, seen_postcode: bool) -> bool:
-    """After the postcode only a region line may follow ("SELANGOR DARUL EHSAN"), or the
-    city when the postcode ended its line (see ``extract_address``)."""
+    """After the postcode only a region line may follow ("SELANGOR DARUL EHSAN"); the
+    city below a line that ends with the postcode is let in by ``extract_address``."""
     if has_any(text, spec.exclude_keywords) or not re.search(r"[A-Za-z]", text):
         return False
     if is_remark(text) or is_labelled_number(text):  # "(SELAYANG MALL)", "TEL: 03-1234"
