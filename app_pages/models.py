@@ -267,7 +267,7 @@ def download(model_id: str) -> None:
         bar.empty()
         ui.show_error(exc)
         return
-    st.session_state[NOTICE_KEY] = f"{source} downloaded to {path}."
+    st.session_state[NOTICE_KEY] = f"{ui.untrusted(source)} downloaded to {ui.untrusted(path)}."
     st.session_state[RECHECK_KEY] = True
     st.rerun()
 
@@ -337,7 +337,8 @@ def show_cache_tab() -> None:
     cols[3].metric("Misses", stats.misses)
     st.caption(
         f"Limit {stats.max_bytes / 1e6:.0f} MB · {stats.evictions} evicted · "
-        f"{stats.rejected} rejected (damaged or not signed by this app) · in {config.cache_dir}"
+        f"{stats.rejected} rejected (damaged or not signed by this app) · in "
+        f"{ui.untrusted(config.cache_dir)}"
     )
     if ui.allowed(Action.CLEAR_CACHE) and st.button("🧹 Clear cache", key="clear_cache"):
         try:

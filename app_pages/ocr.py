@@ -132,7 +132,8 @@ def settings_form() -> tuple[list, OcrSettings | None, str]:
         help="PNG, JPEG, WebP, BMP, GIF, TIFF or PDF (the type is read from the content).",
     )
     if engine is None:
-        st.error("No OCR engine is available. " + " ".join(v.detail for v in statuses.values()))
+        reasons = " ".join(ui.untrusted(v.detail) for v in statuses.values())
+        st.error("No OCR engine is available. " + reasons)
         return files, None, fmt
     settings = OcrSettings(
         engine=engine,

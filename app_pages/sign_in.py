@@ -36,7 +36,7 @@ def signed_in_user(config: AppConfig) -> User:
     try:
         user = user_from_claims(claims, config.auth)
     except ValueError as exc:
-        _stop_denied(f"The sign-in did not say who you are ({exc}).")
+        _stop_denied(f"The sign-in did not say who you are ({ui.untrusted(exc)}).")
     _record_sign_in(config, claims, user)
     if user is None:
         _stop_denied(

@@ -12,6 +12,7 @@ from models.config import REPO_ROOT, load_config
 from testkit.apptest import shown
 from testkit.render import encode, render_lines
 from tests.test_model_status import closed_port, fake_hf_cache_repo
+from utils.safe_markdown import escape_markdown
 from utils.system.hardware import detect_hardware, recommend_profile
 from utils.system.model_status import history_path, read_history, read_status, status_path
 
@@ -118,6 +119,19 @@ def test_offline_download_says_so(page_profile: Path) -> None:
     at.button(key="download_model").click().run()
     assert not at.exception
     assert any("offline" in message for message in texts(at.error))
+
+
+def test_a_finished_download_names_model_and_folder_as_plain_text(
+    page_profile: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "**weights**_[here](javascript:alert(1))"
+    monkeypatch.setattr("utils.system.admin.download_model", lambda *args: folder)
+    at = open_page()
+    at.button(key="download_model").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    notices = [m.value for m in at.success]
+    assert any(escape_markdown(folder) in notice for notice in notices), notices
+    assert not any("**weights**" in notice for notice in notices)
 
 
 def test_hardware_and_the_recommended_profile_are_shown(page_profile: Path) -> None:

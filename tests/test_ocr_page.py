@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from models.config import REPO_ROOT
 from testkit.apptest import shown
 from testkit.render import RECEIPT_LINES, accented_page, encode, pdf_bytes, render_lines
+from utils.safe_markdown import escape_markdown
 
 APP = str(REPO_ROOT / "app.py")
 
@@ -23,6 +25,19 @@ def _ocr_page() -> AppTest:
 
 def _run_button(at: AppTest):
     return next(b for b in at.button if b.label == "Run OCR")
+
+
+def test_with_no_engine_left_the_reasons_are_shown_as_plain_text(
+    temp_profile: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reason = "weights missing under /srv/**models**/[fix](javascript:alert(1))"
+    monkeypatch.setattr("models.registry._probe", lambda entry, config: (False, reason))
+    at = _ocr_page()
+    errors = [e.value for e in at.error]
+    assert any(
+        "No OCR engine is available" in e and escape_markdown(reason) in e for e in errors
+    ), errors
+    assert not any("**models**" in e for e in errors)
 
 
 def test_upload_run_and_see_text_fields_and_errors(temp_profile: Path) -> None:
