@@ -57,6 +57,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=40s --retries=3 \
 
 # Inside the container the app listens on all interfaces; docker-compose publishes
 # the port on 127.0.0.1 only.
-CMD ["python", "-m", "streamlit", "run", "app.py", "--server.headless", "true", \
+CMD ["python", "serve.py", "--server.headless", "true", \
      "--server.address", "0.0.0.0", "--server.port", "8501", \
      "--browser.gatherUsageStats", "false"]

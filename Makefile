@@ -14,7 +14,7 @@ PORT ?= 8501
 # on a network address (HOST other than loopback and auth.mode: none).
 run: setup
 	$(PY) cli.py auth check --address "$(HOST)"
-	$(PY) -m streamlit run app.py --server.headless true --server.address $(HOST) \
+	$(PY) serve.py --server.headless true --server.address $(HOST) \
 	  --server.port $(PORT) --browser.gatherUsageStats false $(STREAMLIT_ARGS)
 
 test: setup system-deps

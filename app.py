@@ -1,7 +1,8 @@
 """ChatVLMLLM entry point: page config, profile load, sign-in, navigation.
 
-Run with `make run` (or `streamlit run app.py`). The active profile comes from
-$CHATVLM_CONFIG (default config.yaml).
+Run with `make run` (or `python serve.py`: `streamlit run app.py` that starts loading
+the default OCR engine with the server). The active profile comes from $CHATVLM_CONFIG
+(default config.yaml).
 """
 
 import streamlit as st

@@ -90,7 +90,8 @@ def write_profile(folder: Path, models_yaml: str = "", endpoints_yaml: str = "")
 
 
 class AppServer:
-    """``streamlit run app.py`` on a free loopback port, with ``profile`` active.
+    """``python serve.py`` (``streamlit run app.py`` and the start-up OCR engine load, as
+    ``make run`` starts it) on a free loopback port, with ``profile`` active.
 
     ``secrets_file``: the only secrets.toml the server reads (``--secrets.files``), e.g.
     the ``[auth]`` of a test's OIDC provider; the repo's ``.streamlit/`` is left alone.
@@ -138,7 +139,7 @@ class AppServer:
             PYTHONUNBUFFERED="1",
         )
         command = [
-            sys.executable, "-m", "streamlit", "run", "app.py",
+            sys.executable, "serve.py",
             "--server.headless", "true",
             "--server.port", str(self.port),
             "--server.address", LOCAL_HOST,

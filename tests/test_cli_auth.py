@@ -206,7 +206,7 @@ def test_make_run_checks_the_address_before_starting_streamlit() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text()
     recipe = makefile.split("\nrun: setup\n", 1)[1].split("\n\n", 1)[0].splitlines()
     assert '$(PY) cli.py auth check --address "$(HOST)"' in recipe[0]
-    assert "streamlit run app.py" in recipe[1]
+    assert "serve.py" in recipe[1]
 
 
 # --------------------------------------------------------------------------- --user

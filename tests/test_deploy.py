@@ -131,7 +131,7 @@ def test_dockerfile_volumes_port_and_command_agree() -> None:
     assert "/app/results" in volumes and "/app/cache" in volumes
     assert instructions("EXPOSE") == ["8501"]
     (command,) = instructions("CMD")
-    assert '"8501"' in command and "streamlit" in command
+    assert '"8501"' in command and '"serve.py"' in command
     assert instructions("WORKDIR") == ["/app"]
 
 

@@ -397,3 +397,19 @@ def test_the_default_engine_is_loaded_in_the_background_once(config: AppConfig) 
         update={"ocr": config.ocr.model_copy(update={"engine": "qwen2_vl_2b"})}
     )
     assert preload_default_engine(vlm_default) is None  # a VLM loads on first use only
+
+
+def test_a_second_preload_finds_the_engine_warm_and_reads_nothing(
+    config: AppConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """serve.py preloads at start-up and app.py again on its first run: one warm-up."""
+    from models.registry import create_ocr_engine
+    from utils.ocr.preload import preload_default_engine
+
+    outcomes: list[bool] = []
+    preload_default_engine(config, on_done=outcomes.append).join(timeout=60)
+    engine = create_ocr_engine(config.ocr.engine, config)
+    reads: list[object] = []
+    monkeypatch.setattr(engine, "ocr", reads.append)
+    preload_default_engine(config, on_done=outcomes.append).join(timeout=60)
+    assert outcomes == [True, True] and reads == []

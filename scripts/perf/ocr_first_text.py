@@ -2,7 +2,8 @@
 
     python scripts/perf/ocr_first_text.py [--image FILE] [--runs 3]
 
-Each run starts a new app server (a fresh process: nothing loaded), opens the OCR page
+Each run starts a new app server as ``make run`` does (``serve.py``: a fresh process
+that starts loading the default engine as it starts), opens the OCR page
 in headless Chromium the way a person does, uploads one receipt (default: the first
 SROIE receipt of ../shared/data/sroie-dev, else a rendered one) and times, from the
 click on "Run OCR", the first page text on the page and the end of the run. Two cases:
