@@ -53,14 +53,13 @@ def preload_default_engine(
 def _load_and_warm(config: AppConfig, on_done: Callable[[bool], None] | None) -> None:
     loaded = False
     try:
-        engine = create_ocr_engine(config.ocr.engine, config)
-        _warm(engine)
-        loaded = True
+        _warm(create_ocr_engine(config.ocr.engine, config))
     except AppError as exc:  # not installed here: the OCR page says so when it is used
         logger.info("OCR engine %s not preloaded: %s", config.ocr.engine, exc.message)
     except Exception:  # noqa: BLE001 - a failed preload only means a slower first page
         logger.exception("preloading OCR engine %s failed", config.ocr.engine)
     else:
+        loaded = True
         logger.info("OCR engine %s preloaded", config.ocr.engine)
     if on_done is not None:
         on_done(loaded)
