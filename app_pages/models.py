@@ -80,9 +80,8 @@ def catalog_rows(report: StatusReport) -> list[dict]:
 
 
 def show_catalog(report: StatusReport) -> None:
-    st.dataframe(
+    ui.table(
         catalog_rows(report),
-        hide_index=True,
         column_config={
             "ok": st.column_config.TextColumn("", width="small"),
             "latency (ms)": st.column_config.NumberColumn(format="%.0f"),
@@ -120,11 +119,7 @@ def show_endpoints(report: StatusReport) -> None:
                 "problem": endpoint.error or "",
             }
         )
-    st.dataframe(
-        rows,
-        hide_index=True,
-        column_config={"latency (ms)": st.column_config.NumberColumn(format="%.0f")},
-    )
+    ui.table(rows, column_config={"latency (ms)": st.column_config.NumberColumn(format="%.0f")})
 
 
 def show_history() -> None:
@@ -299,7 +294,7 @@ def show_hardware_tab() -> None:
     if facts.torch_cuda_version:
         torch_line += f" (CUDA {facts.torch_cuda_version})"
     rows.append({"what": "torch", "value": torch_line})
-    st.dataframe(rows, hide_index=True)
+    ui.table(rows)
     if facts.gpu_note:
         st.caption(ui.untrusted(facts.gpu_note))
     show_recommendation(facts)

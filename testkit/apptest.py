@@ -15,3 +15,9 @@ _MARKDOWN_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 def shown(source: str) -> str:
     """The text a reader sees for Markdown ``source`` (backslash escapes undone)."""
     return _MARKDOWN_ESCAPE.sub(r"\1", source)
+
+
+def blank_when_missing(table) -> bool:
+    """Whether an ``at.dataframe`` element shows missing values as blank cells: its
+    placeholder is set to "" (unset, the browser writes "None" in them)."""
+    return table.proto.HasField("placeholder") and table.proto.placeholder == ""

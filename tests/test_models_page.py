@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from models.config import REPO_ROOT, load_config
-from testkit.apptest import shown
+from testkit.apptest import blank_when_missing, shown
 from testkit.render import encode, render_lines
 from tests.test_model_status import closed_port, fake_hf_cache_repo
 from utils.safe_markdown import escape_markdown
@@ -79,6 +79,7 @@ def test_page_shows_every_entry_with_its_availability_and_fix(page_profile: Path
     assert "python cli.py models download" in rows["qwen2_vl_2b"]["what to do"]
     assert rows["tesseract"]["ok"] == "⚠️" and "apt-get install" in rows["tesseract"]["what to do"]
     assert "endpoints.vllm" in rows["dots_ocr_vllm"]["what to do"]
+    assert all(blank_when_missing(d) for d in at.dataframe)  # no latency: blank, not "None"
     # The first visit ran a check and kept it.
     assert read_status(config) is not None
     assert len(read_history(config)) == 1
